@@ -1,0 +1,23 @@
+"""Shared fixtures: a real redis-server per test session (flushed per test)."""
+
+from __future__ import annotations
+
+import pytest
+import redis as redis_lib
+
+from tasks.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    client = redis_lib.Redis.from_url(redis_server.client_url())
+    client.flushall()
+    yield client
+    client.close()
