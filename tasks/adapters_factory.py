@@ -1,0 +1,28 @@
+"""How the worker builds its adapters from settings, on first use."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+log = logging.getLogger("devops_agent.adapters")
+
+
+def _gitlab(rt: Any) -> Any:
+    s = rt.settings
+    if not s.gitlab_url or not s.gitlab_token:
+        log.warning("GITLAB_URL / GITLAB_TOKEN not set: handlers will only log their decisions")
+        return None
+    from tasks.adapters.gitlab import GitLabAdapter
+
+    return GitLabAdapter(s.gitlab_url, s.gitlab_token.value, dry_run=s.dry_run)
+
+
+def _rules(rt: Any) -> Any:
+    from tasks.rules import load_table
+
+    return load_table(rt.settings.rules_file)
+
+
+def default_factories() -> dict[str, Callable[[Any], Any]]:
+    return {"gitlab": _gitlab, "rules": _rules}

@@ -1,0 +1,56 @@
+"""What a handler gets: settings, the store, the decision log, and lazily built adapters.
+
+Adapters are built on first use so a worker that only sees Note Hooks never imports the
+Kubernetes client, and tests hand handlers recording fakes through the same attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+
+from tasks.settings import Settings
+
+log = logging.getLogger("devops_agent.decisions")
+
+DECISIONS_TTL = 7 * 86400
+
+
+def decisions_key(delivery_id: str) -> str:
+    return f"da:decisions:{delivery_id}"
+
+
+@dataclass
+class HandlerContext:
+    settings: Settings
+    redis: redis.Redis
+    delivery_id: str = ""
+    handler: str = ""
+    # Adapters: set by tests, or built on first use by the worker runtime.
+    gitlab: Any = None
+    deployer: Any = None
+    rules: Any = None
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+    def decide(self, action: str, **details: Any) -> dict[str, Any]:
+        """Record what a handler decided and why: logged, and kept with the delivery."""
+        entry = {"handler": self.handler, "action": action, "at": round(time.time(), 3),
+                 "dry_run": self.settings.dry_run, **details}
+        self.decisions.append(entry)
+        if self.delivery_id:
+            key = decisions_key(self.delivery_id)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.rpush(key, orjson.dumps(entry, default=str))
+            pipe.expire(key, DECISIONS_TTL)
+            pipe.execute()
+        log.info("decision: %s", action, extra={"decision": entry})
+        return entry
+
+
+def delivery_decisions(client: redis.Redis, delivery_id: str) -> list[dict[str, Any]]:
+    return [orjson.loads(raw) for raw in client.lrange(decisions_key(delivery_id), 0, -1)]

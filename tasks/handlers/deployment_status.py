@@ -1,0 +1,14 @@
+"""Deployment Hooks: record what runs where, for /status and for auto-deploy decisions."""
+
+from __future__ import annotations
+
+from tasks.handlers import HelpRecord, handler
+
+HELP = HelpRecord(description="Records deployments GitLab reports (environment, ref, status), "
+                              "shown by the status command.")
+
+
+@handler("deployment_status", kinds=("deployment",), help=HELP)
+def handle(event, ctx):
+    return ctx.decide("deployment", environment=event.environment, status=event.status,
+                      ref=event.ref, sha=event.sha)

@@ -1,0 +1,14 @@
+"""Prometheus metrics. Under gunicorn, PROMETHEUS_MULTIPROC_DIR makes them per-process files
+that /metrics aggregates (see webhooks/gunicorn_conf.py)."""
+
+from prometheus_client import Counter, Histogram
+
+DELIVERIES = Counter("devops_agent_webhook_deliveries_total",
+                     "Webhook deliveries by event and outcome", ["event", "outcome"])
+VERIFICATION_FAILURES = Counter("devops_agent_webhook_verification_failures_total",
+                                "Deliveries refused by token or signature checks", ["reason"])
+ENQUEUE_SECONDS = Histogram("devops_agent_webhook_enqueue_seconds",
+                            "Time to record, dedupe and enqueue one delivery",
+                            buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1))
+EVENTS_PROCESSED = Counter("devops_agent_events_processed_total",
+                           "Deliveries processed by workers", ["kind", "outcome"])

@@ -1,0 +1,162 @@
+"""The receiver: verify, acknowledge, enqueue. No GitLab or Kubernetes call happens in a request.
+
+GitLab does not re-send a failed delivery and pauses a hook after 4 failures in a row (dropping
+events meanwhile), so we answer 4xx only for real misconfiguration, 2xx for anything safe to
+accept or ignore, and 503 only when we could not make the delivery durable (the user can resend).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import orjson
+import redis
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from tasks import metrics
+from tasks.events import OBJECT_KINDS, kind_of
+from tasks.inbox import Inbox
+from tasks.logs import configure_logging, log_context
+from tasks.settings import Settings, load_settings, signing_key_bytes
+from webhooks.verify import VerificationError, check_signature, check_token
+
+log = logging.getLogger("devops_agent.webhooks")
+
+JSON_TYPES = ("application/json",)
+# Headers GitLab sends with a delivery that are worth keeping with the record (never the token).
+KEPT_HEADERS = ("X-Gitlab-Webhook-UUID", "X-Gitlab-Event-UUID", "X-Gitlab-Instance", "User-Agent")
+
+
+def reply(code: int, **body: Any) -> Response:
+    return Response(orjson.dumps(body), status=code, mimetype="application/json")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set; `devops-agent serve` provides an embedded Redis")
+    configure_logging(settings.log_level, settings.secret_values())
+    from tasks.observability import init_sentry
+
+    init_sentry(settings, "web")
+
+    app = Flask("devops_agent")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    secrets = [s.value.encode() for s in settings.webhook_secrets]
+    signing_key = (signing_key_bytes(settings.webhook_signing_key.value)
+                   if settings.webhook_signing_key else None)
+    client = redis.Redis.from_url(settings.redis_url.replace("redis+socket://", "unix://"),
+                                  socket_timeout=2, socket_connect_timeout=1)
+    inbox = Inbox(client, queue=settings.task_queue, dedup_ttl=settings.dedup_ttl_seconds,
+                  redeliver_after=settings.redeliver_after_seconds,
+                  retention=settings.inbox_retention_seconds)
+
+    def refuse(status: int, event: str, outcome: str, message: str) -> Response:
+        metrics.DELIVERIES.labels(event=event, outcome=outcome).inc()
+        log.info("refused: %s", message, extra={"status": status, "outcome": outcome})
+        return reply(status, status="refused", error=message)
+
+    @app.post("/webhooks/gitlab")
+    def receive() -> Response:
+        headers = request.headers
+        event = headers.get("X-Gitlab-Event", "")
+        idem = headers.get("Idempotency-Key") or headers.get("webhook-id")
+        label = event if kind_of(event) else "other"
+        with log_context(idempotency_key=idem, event=event or None):
+            try:
+                check_token(headers.get("X-Gitlab-Token"), secrets)
+            except VerificationError as exc:
+                metrics.VERIFICATION_FAILURES.labels(reason=exc.reason).inc()
+                return refuse(401, label, exc.reason, str(exc))
+            if not event:
+                return refuse(400, label, "no_event", "missing X-Gitlab-Event header")
+            if request.mimetype not in JSON_TYPES:
+                return refuse(415, label, "content_type",
+                              f"Content-Type must be application/json, not {request.mimetype or 'empty'!r}")
+            length = request.content_length
+            if length is not None and length > settings.max_body_bytes:
+                return refuse(413, label, "too_large",
+                              f"body of {length} bytes exceeds the limit of {settings.max_body_bytes}")
+            body = request.get_data(cache=False)  # bounded by MAX_CONTENT_LENGTH when chunked
+            if signing_key is not None:
+                try:
+                    check_signature(headers, body, signing_key)
+                except VerificationError as exc:
+                    metrics.VERIFICATION_FAILURES.labels(reason=exc.reason).inc()
+                    return refuse(401, label, exc.reason, str(exc))
+            kind = kind_of(event)
+            if kind is None:
+                metrics.DELIVERIES.labels(event="other", outcome="ignored").inc()
+                log.info("ignored: event kind not handled")
+                return reply(202, status="ignored", reason=f"event {event[:100]!r} is not handled")
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                return refuse(400, label, "bad_json", f"body is not valid JSON: {exc.msg}")
+            if not isinstance(payload, dict):
+                return refuse(400, label, "bad_json", "body must be a JSON object")
+            object_kind = payload.get("object_kind")
+            if object_kind is not None and OBJECT_KINDS.get(object_kind) != kind:
+                return refuse(400, label, "kind_mismatch",
+                              f"X-Gitlab-Event is {event!r} but object_kind is {str(object_kind)[:50]!r}")
+            meta = {h: headers[h] for h in KEPT_HEADERS if h in headers}
+            started = time.perf_counter()
+            try:
+                accepted = inbox.accept(event=event, kind=kind, body=body, idempotency_key=idem,
+                                        meta=meta)
+            except redis.RedisError as exc:
+                log.error("broker unreachable: %s: %s", type(exc).__name__, exc)
+                metrics.DELIVERIES.labels(event=label, outcome="unavailable").inc()
+                return reply(503, status="unavailable",
+                             error="the queue is unreachable; the delivery was not accepted, resend it")
+            metrics.ENQUEUE_SECONDS.observe(time.perf_counter() - started)
+            if accepted.duplicate:
+                metrics.DELIVERIES.labels(event=label, outcome="duplicate").inc()
+                log.info("duplicate delivery", extra={"delivery_id": accepted.delivery_id})
+                return reply(200, status="duplicate", delivery_id=accepted.delivery_id)
+            metrics.DELIVERIES.labels(event=label, outcome="queued").inc()
+            log.info("queued", extra={"delivery_id": accepted.delivery_id, "bytes": len(body)})
+            return reply(202, status="queued", delivery_id=accepted.delivery_id)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return reply(200, status="ok")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            return reply(503, status="unavailable", error=f"broker: {type(exc).__name__}")
+        return reply(200, status="ready")
+
+    @app.get("/metrics")
+    def metrics_view() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        else:
+            registry = REGISTRY
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        if exc.code == 413:
+            metrics.DELIVERIES.labels(event="other", outcome="too_large").inc()
+        return reply(exc.code or 500, status="refused", error=exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        # Logged (and sent to Sentry) in full; the caller gets no stack trace.
+        log.exception("unexpected error")
+        return reply(500, status="error", error="internal error")
+
+    return app

@@ -1,0 +1,23 @@
+"""gunicorn settings for the receiver: `gunicorn -c python:webhooks.gunicorn_conf 'webhooks.app:create_app()'`."""
+
+import os
+import tempfile
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "sync"
+# GitLab waits 10 s for an answer; we answer in milliseconds or not at all.
+timeout = 30
+graceful_timeout = 10
+keepalive = 5
+accesslog = None
+# Each worker counts into its own files; /metrics sums them.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="devops-agent-metrics-")
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
