@@ -1,0 +1,59 @@
+"""GitLab's job `failure_reason` values, and how we normalise what a webhook sends.
+
+From gitlabhq `app/models/concerns/enums/ci/commit_status.rb` (CE + EE) and DESIGN.md. GitLab adds
+values over time, so an unknown string from a webhook is treated as `unknown_failure` rather than
+rejected; a rules *file* naming an unknown value is a typo and is reported by validation.
+"""
+
+from __future__ import annotations
+
+FAILURE_REASONS = frozenset(
+    """
+    unknown_failure script_failure api_failure stuck_or_timeout_failure runner_system_failure
+    missing_dependency_failure runner_unsupported stale_schedule job_execution_timeout
+    archived_failure unmet_prerequisites scheduler_failure data_integrity_failure
+    forward_deployment_failure user_blocked project_deleted ci_quota_exceeded
+    pipeline_loop_detected no_matching_runner trace_size_exceeded builds_disabled
+    environment_creation_failure deployment_rejected failed_outdated_deployment_job
+    job_execution_server_timeout stuck_pending_with_matching_runners
+    stuck_pending_no_matching_runners no_updates_running no_updates_canceling
+    server_timeout_running server_timeout_canceling runner_configuration_error
+    runner_external_dependency_failure runner_interrupted protected_environment_failure
+    insufficient_bridge_permissions downstream_bridge_project_not_found invalid_bridge_trigger
+    upstream_bridge_project_not_found insufficient_upstream_permissions
+    bridge_pipeline_is_child_pipeline downstream_pipeline_creation_failed
+    secrets_provider_not_found reached_max_descendant_pipelines_depth
+    reached_max_pipeline_hierarchy_size reached_downstream_pipeline_trigger_rate_limit
+    downstream_project_trigger_resolved_to_empty ip_restriction_failure
+    """.split()
+)
+
+# A rule naming the umbrella value also catches the finer-grained values newer GitLab sends.
+ALIASES: dict[str, frozenset[str]] = {
+    "stuck_or_timeout_failure": frozenset(
+        {
+            "stuck_pending_with_matching_runners",
+            "stuck_pending_no_matching_runners",
+            "no_updates_running",
+            "no_updates_canceling",
+        }
+    ),
+    "job_execution_timeout": frozenset({"server_timeout_running", "server_timeout_canceling"}),
+}
+
+
+def normalise(reason: str | None) -> str | None:
+    """The reason as a rule sees it: None stays None (not known), unknown strings become unknown_failure."""
+    if reason is None:
+        return None
+    reason = reason.strip().lower()
+    return reason if reason in FAILURE_REASONS else "unknown_failure"
+
+
+def expand(rule_values: list[str]) -> frozenset[str]:
+    """The set of webhook values a rule's `failure_reason` list accepts, aliases included."""
+    out: set[str] = set()
+    for value in rule_values:
+        out.add(value)
+        out |= ALIASES.get(value, frozenset())
+    return frozenset(out)
