@@ -46,8 +46,9 @@ class FakeGitLabControl:
         r.raise_for_status()
         return r.json()
 
-    def op(self, name: str, **kwargs: Any) -> Any:
-        return self._post(f"op/{name}", kwargs)
+    def op(self, op_name: str, /, **kwargs: Any) -> Any:
+        """Call any FakeState op (see FakeState.OPS) with JSON-able keyword arguments."""
+        return self._post(f"op/{op_name}", kwargs)
 
     # lifecycle and records
     def reset(self) -> None:

@@ -601,6 +601,8 @@ class FakeState:
             while sent < body:
                 piece = block[: min(len(block), body - sent)]
                 sent += len(piece)
+                if sent == body and not piece.endswith(b"\n"):
+                    piece = piece[:-1] + b"\n"  # end the filler on a line boundary
                 yield piece
             yield tail[-size:] if size < len(tail) else tail
 
