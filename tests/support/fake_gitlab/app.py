@@ -62,15 +62,20 @@ class FakeGitLabApp:
             return self._control(request, raw_path)(environ, start_response)
         started = time.monotonic()
         body = self._json_body(request)
-        response, fault_name = self._handle(request, raw_path, body)
+        # Recorded on arrival (status None until answered), so a call whose client gave up
+        # during an injected delay still shows up.
         with self._lock:
             self._seq += 1
-            self.calls.append({
+            call = {
                 "seq": self._seq, "time": time.time(), "method": request.method,
                 "path": raw_path, "query": _flat_query(request.query_string.decode()),
-                "json": body, "status": response.status_code, "fault": fault_name,
-                "duration": round(time.monotonic() - started, 4),
-            })
+                "json": body, "status": None, "fault": None, "duration": None,
+            }
+            self.calls.append(call)
+        response, fault_name = self._handle(request, raw_path, body)
+        with self._lock:
+            call.update(status=response.status_code, fault=fault_name,
+                        duration=round(time.monotonic() - started, 4))
         return response(environ, start_response)
 
     @staticmethod
@@ -185,7 +190,7 @@ class FakeGitLabApp:
     def find_calls(self, method: str | None = None, path_re: str | None = None) -> list[dict]:
         rx = re.compile(path_re) if path_re else None
         with self._lock:
-            return [c for c in self.calls
+            return [dict(c) for c in self.calls
                     if (method is None or c["method"] == method.upper())
                     and (rx is None or rx.search(c["path"]))]
 
