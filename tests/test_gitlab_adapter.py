@@ -3,6 +3,7 @@ bounded retries (counted by the fake), tail-capped logs, dry-run."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import socket
 import traceback
@@ -14,6 +15,7 @@ from tasks.adapters.gitlab import (Forbidden, GitLabAdapter, GitLabError, GitLab
                                    JobLog, NotFound, RateLimited)
 from tests.support.fake_gitlab import (DEVELOPER, MAINTAINER, FakeGitLabProcess,
                                        FakeGitLabServer)
+from tests.support.recording_gitlab import RecordingGitLab
 
 PROJECT = "group/proj"
 JOB_PATH = r"/jobs/\d+$"
@@ -333,3 +335,49 @@ def test_dry_run_reads_but_never_writes(fake, failed, caplog):
     records = [r for r in caplog.records if getattr(r, "dry_run", False)]
     assert [r.action for r in records][:3] == ["retry_job", "retry_pipeline", "create_issue"]
     assert len(records) == len(results)
+
+
+# -- the recording fake keeps in step with the adapter ---------------------------------------
+def _public_methods(cls):
+    return {n: inspect.signature(f) for n, f in vars(cls).items()
+            if callable(f) and not n.startswith("_")}
+
+
+def test_recording_fake_has_the_adapters_signatures():
+    real = _public_methods(GitLabAdapter)
+    fake = _public_methods(RecordingGitLab)
+    missing = sorted(set(real) - set(fake))
+    assert missing == []
+    for name, sig in real.items():
+        assert list(fake[name].parameters) == list(sig.parameters), name
+
+
+def test_recording_fake_records_side_effects():
+    gl = RecordingGitLab()
+    made = gl.add_pipeline("group/proj", jobs=[{"name": "unit", "log": "x\nFAIL\n"}])
+    old = made["jobs"][0]["id"]
+    new = gl.retry_job("group/proj", old)
+    assert new["status"] == "pending"
+    assert gl.pipeline_jobs("group/proj", made["pipeline"]["id"], scope="pending")[0]["id"] == \
+        new["id"]
+    gl.add_issue("group/proj", 5, labels=["ci"])
+    note = gl.create_note("group/proj", "issue", 5, "hello")
+    gl.update_note("group/proj", "issue", 5, note["id"], "bye")
+    gl.add_labels("group/proj", "issue", 5, ["flaky"])
+    assert gl.effects == [f"group/proj:job_retried:{old}->{new['id']}",
+                          "group/proj#5:note_created", f"group/proj#5:note_updated:{note['id']}",
+                          "group/proj#5:label_added:flaky"]
+    with pytest.raises(NotFound):
+        gl.get_job("group/proj", 424242)
+    gl.fail_next("create_note", RateLimited("slow down", retry_after=5))
+    with pytest.raises(RateLimited):
+        gl.create_note("group/proj", "issue", 5, "x")
+    assert gl.access_level("group/proj", 7) == 0
+
+
+def test_recording_fake_dry_run_records_nothing():
+    gl = RecordingGitLab(dry_run=True)
+    gl.add_issue("g/p", 1)
+    gl.create_note("g/p", "issue", 1, "x")
+    gl.add_labels("g/p", "issue", 1, ["a"])
+    assert gl.effects == [] and gl.get_issue("g/p", 1)["labels"] == []
