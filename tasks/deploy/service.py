@@ -1,0 +1,369 @@
+"""DeployService: deploys and rollbacks as a persisted state machine.
+
+A Celery task drives it without ever sleeping in a worker:
+
+    step = service.advance(deploy_id)
+    if step.kind == "wait":
+        advance_deploy.apply_async((deploy_id,), countdown=step.seconds)
+
+Each `advance` loads the record from Redis, runs the current phase (a few API calls), saves the
+record and returns. A worker that dies mid-step leaves the record at its last saved phase; the
+next `advance` (any worker, any process) re-runs that phase, and phases are written to be safe
+to re-run (see strategies.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Callable
+
+import redis as redis_lib
+
+from tasks.adapters.kube import Kube, KubeError
+from tasks.deploy import strategies
+from tasks.deploy.config import BlueGreenStrategy, CanaryStrategy, Credentials, EnvironmentConfig
+from tasks.deploy.model import (DeployError, DeployLocked, DeployNotFound, DeployRecord,
+                                DeployRequest, EnvStatus, NullReporter, Reporter, RollbackRequest,
+                                Step)
+from tasks.deploy.rollout import container_image, revision_of, rollout_status
+from tasks.deploy.store import DeployStore
+
+log = logging.getLogger(__name__)
+
+MAX_PHASES_PER_ADVANCE = 8  # bounds one advance even if phases chain without waiting
+
+
+def kube_for(cfg: EnvironmentConfig) -> Kube:
+    """The default Kube factory: credentials as the environment configures them."""
+    c: Credentials = cfg.credentials
+    if c.mode == "in_cluster":
+        return Kube.in_cluster(request_timeout=c.request_timeout)
+    if c.mode == "kubeconfig":
+        return Kube.from_kubeconfig(c.kubeconfig or "", context=c.context, request_timeout=c.request_timeout)
+    token = None
+    if c.token_file:
+        with open(c.token_file, encoding="utf-8") as fh:
+            token = fh.read().strip()
+    return Kube.from_host(c.host or "", token=token, verify_ssl=c.verify_ssl, request_timeout=c.request_timeout)
+
+
+class DeployService:
+    def __init__(self, redis: redis_lib.Redis, environments: dict[str, EnvironmentConfig],
+                 reporter: Reporter | None = None, *,
+                 kube_factory: Callable[[EnvironmentConfig], Kube] = kube_for,
+                 lock_ttl: float = 900.0, step_mutex_ttl: float = 60.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        """lock_ttl must exceed the longest wait between two advances (poll interval,
+        verification interval, canary interval): every advance extends it."""
+        self.store = DeployStore(redis)
+        self.environments = environments
+        self.reporter: Reporter = reporter or NullReporter()
+        self.kube_factory = kube_factory
+        self.lock_ttl = lock_ttl
+        self.step_mutex_ttl = step_mutex_ttl
+        self.clock = clock
+        self._kubes: dict[str, Kube] = {}
+
+    # ------------------------------------------------------------------ public API
+    def start(self, request: DeployRequest) -> str:
+        """Lock the environment and record a new deploy; returns its id. Raises DeployLocked."""
+        cfg = self._env(request.env)
+        image = request.image or cfg.image_for(request.sha, ref=request.ref)
+        rec = DeployRecord(id=self._new_id(request.env), kind="deploy", project=str(request.project),
+                           env=request.env, strategy=cfg.strategy.type, requested_by=request.requested_by,
+                           sha=request.sha, ref=request.ref, image=image,
+                           created_at=self.clock(), updated_at=self.clock())
+        rec.log(f"deploy of {image} to {request.env} ({cfg.strategy.type}) requested by "
+                f"{request.requested_by}", self.clock())
+        self._claim(rec)
+        self._report("progress", rec, rec.timeline[-1][1])
+        return rec.id
+
+    def rollback(self, request: RollbackRequest) -> str:
+        """Roll the environment back (fast path, no analysis); returns the id to advance.
+
+        If a deploy is running in that environment, it is asked to abort instead (its own
+        rollback phase runs on its next advance) and its id is returned."""
+        cfg = self._env(request.env)
+        if request.revision is not None and isinstance(cfg.strategy, BlueGreenStrategy):
+            raise DeployError("blue-green rollback flips traffic to the other colour; "
+                              "a named revision is not supported there")
+        holder = self.store.holder(str(request.project), request.env)
+        if holder and self.store.exists(holder):
+            active = self.store.load(holder)
+            if active.kind == "deploy" and not active.terminal:
+                active.abort_requested = f"rollback requested by {request.requested_by}" + (
+                    f": {request.reason}" if request.reason else "")
+                active.log(active.abort_requested, self.clock())
+                self.store.save(active)
+                self._report("progress", active, active.abort_requested)
+                return active.id
+        what = f"revision {request.revision}" if request.revision is not None else "the previous revision"
+        rec = DeployRecord(id=self._new_id(request.env), kind="rollback", project=str(request.project),
+                           env=request.env, strategy=cfg.strategy.type, requested_by=request.requested_by,
+                           revision=request.revision, phase=strategies.ROLLBACK_START[cfg.strategy.type],
+                           created_at=self.clock(), updated_at=self.clock())
+        rec.log(f"rollback of {request.env} to {what} requested by {request.requested_by}"
+                + (f": {request.reason}" if request.reason else ""), self.clock())
+        self._claim(rec)
+        self._report("progress", rec, rec.timeline[-1][1])
+        return rec.id
+
+    def promote(self, target: str, *, project: str | None = None) -> str:
+        """Let a paused deploy go on (manual traffic switch, inconclusive checks) or, for a
+        canary, skip the remaining steps. `target` is a deploy id or an environment name."""
+        rec = self._resolve(target, project)
+        if rec.terminal:
+            raise DeployError(f"{rec.id} already finished ({rec.status})")
+        rec.promote_requested = True
+        if rec.strategy == "canary" and rec.phase in ("canary_scale", "canary_wait", "canary_analyze"):
+            rec.phase = "canary_promote"  # promote now: skip the remaining weights
+        rec.log(f"promote requested (phase {rec.phase})", self.clock())
+        self.store.save(rec)
+        return rec.id
+
+    def status(self, env: str, *, project: str | None = None) -> EnvStatus:
+        """Lock holder, active and last deploy, and what runs now (one or two API reads)."""
+        cfg = self._env(env)
+        if project is None:
+            holders = self.store.holders_for_env(env)
+            project = next(iter(holders)) if len(holders) == 1 else ""
+        holder = self.store.holder(project, env) if project else None
+        active = self.store.load(holder) if holder and self.store.exists(holder) else None
+        last_id = self.store.last_id(project, env) if project else None
+        last = self.store.load(last_id) if last_id and self.store.exists(last_id) else None
+        return EnvStatus(project=project, env=env, locked_by=holder, active=active, last=last,
+                         live=self._live(cfg))
+
+    def get(self, deploy_id: str) -> DeployRecord:
+        return self.store.load(deploy_id)
+
+    def advance(self, deploy_id: str) -> Step:
+        """Run the deploy's next short step and persist it. Idempotent; safe after a crash."""
+        rec = self.store.load(deploy_id)
+        if rec.terminal:
+            return rec.step()
+        token = self.store.step_mutex(deploy_id, self.step_mutex_ttl)
+        if token is None:  # another worker is inside this deploy's step right now
+            return Step.wait(1.0)
+        try:
+            rec = self.store.load(deploy_id)  # re-read under the mutex
+            if rec.terminal:
+                return rec.step()
+            if not self.store.keep(rec.project, rec.env, rec.id, self.lock_ttl):
+                holder = self.store.holder(rec.project, rec.env)
+                return self._finish(rec, "failed", f"lost the {rec.env} lock to {holder} (this deploy was "
+                                    f"idle longer than the lock TTL); the cluster was left to it")
+            return self._run(rec)
+        finally:
+            self.store.step_done(deploy_id, token)
+
+    # ------------------------------------------------------------------ the engine
+    def _run(self, rec: DeployRecord) -> Step:
+        cfg = self._env(rec.env)
+        if rec.abort_requested and rec.kind == "deploy" and rec.phase not in strategies.UNDO_PHASES \
+                and rec.phase not in ("done", "rolled_back"):
+            rec.phase = strategies.ABORT_PHASE[rec.strategy]
+            rec.data.setdefault("failure", rec.abort_requested)
+        if rec.status == "paused":
+            if not (rec.promote_requested or rec.abort_requested):
+                return rec.step()
+            rec.status = "running"
+        try:
+            kube = self._kube(cfg)
+        except KubeError as e:
+            return self._finish(rec, "failed", f"cannot reach the cluster: {e}")
+        step: Step | None = None
+        for _ in range(MAX_PHASES_PER_ADVANCE):
+            if rec.phase == "done":
+                return self._finish(rec, "succeeded", self._success_text(rec, cfg))
+            if rec.phase == "rolled_back":
+                return self._finish(rec, "rolled_back", self._rolled_back_text(rec))
+            ctx = strategies.Ctx(rec=rec, cfg=cfg, kube=kube, now=self.clock(), note=lambda t: self._note(rec, t))
+            handler = strategies.PHASES[rec.strategy].get(rec.phase)
+            if handler is None:
+                return self._finish(rec, "failed", f"unknown phase {rec.phase!r} for {rec.strategy}")
+            try:
+                step = handler(ctx)
+                rec.api_errors = 0
+            except strategies.Failure as e:
+                step = self._on_failure(rec, str(e))
+            except KubeError as e:
+                if e.transient and rec.api_errors < cfg.timings.api_error_retries:
+                    rec.api_errors += 1
+                    self._note(rec, f"Kubernetes API error (attempt {rec.api_errors} of "
+                                    f"{cfg.timings.api_error_retries}), retrying: {e}", report=False)
+                    step = Step.wait(cfg.timings.poll_interval)
+                else:
+                    rec.api_errors = 0
+                    step = self._on_failure(rec, f"Kubernetes API error: {e}")
+            if step is not None:
+                if step.terminal:
+                    return self._finish(rec, step.kind, step.reason)
+                if step.kind == "paused":
+                    if rec.status != "paused" or rec.reason != step.reason:
+                        self._note(rec, f"paused: {step.reason}")
+                    rec.status, rec.reason = "paused", step.reason
+                self._save(rec)
+                return step
+        self._save(rec)
+        return Step.wait(0)
+
+    def _on_failure(self, rec: DeployRecord, reason: str) -> Step | None:
+        """Undo if we changed anything; fail if undoing itself failed or nothing changed."""
+        if rec.phase in strategies.UNDO_PHASES or rec.kind == "rollback":
+            what = "rollback" if rec.kind == "rollback" else "automatic rollback"
+            self._note(rec, f"{what} failed: {reason}")
+            return Step.failed(f"{what} failed: {reason} (first failure: {rec.data.get('failure', reason)})"
+                               if rec.kind == "deploy" else f"{what} failed: {reason}")
+        if not rec.data.get("mutated"):
+            self._note(rec, f"failed before changing anything: {reason}")
+            return Step.failed(reason)
+        rec.data["failure"] = reason
+        self._note(rec, f"failed: {reason}; rolling back automatically")
+        rec.phase = strategies.ABORT_PHASE[rec.strategy]
+        return None
+
+    def _finish(self, rec: DeployRecord, status: str, reason: str) -> Step:
+        rec.status, rec.reason = status, reason  # type: ignore[assignment]
+        rec.log(f"{status.replace('_', ' ')}: {reason}", self.clock())
+        self._save(rec)
+        self.store.release(rec.project, rec.env, rec.id)
+        self.store.finished(rec)
+        self._report("verdict", rec, f"{rec.kind} {rec.id} {status.replace('_', ' ')}: {reason}")
+        if status == "rolled_back" and rec.kind == "deploy" and not rec.abort_requested:
+            self._report("postmortem", rec, *postmortem(rec))
+        return rec.step()
+
+    # ------------------------------------------------------------------ helpers
+    def _env(self, env: str) -> EnvironmentConfig:
+        try:
+            return self.environments[env]
+        except KeyError:
+            raise DeployError(f"unknown environment {env!r} (configured: {', '.join(sorted(self.environments))})") from None
+
+    def _kube(self, cfg: EnvironmentConfig) -> Kube:
+        if cfg.name not in self._kubes:
+            self._kubes[cfg.name] = self.kube_factory(cfg)
+        return self._kubes[cfg.name]
+
+    def _new_id(self, env: str) -> str:
+        return f"{env}-{datetime.now(timezone.utc).strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+    def _claim(self, rec: DeployRecord) -> None:
+        # the record first, then the lock: a crash in between leaves a stray record, never a
+        # lock that points at nothing
+        self.store.save(rec)
+        if not self.store.acquire(rec.project, rec.env, rec.id, self.lock_ttl):
+            self.store.delete(rec.id)
+            holder = self.store.holder(rec.project, rec.env) or "?"
+            held = self.store.load(holder) if holder != "?" and self.store.exists(holder) else None
+            raise DeployLocked(rec.env, holder, held)
+
+    def _resolve(self, target: str, project: str | None) -> DeployRecord:
+        if self.store.exists(target):
+            return self.store.load(target)
+        if target in self.environments:
+            holders = ({project: self.store.holder(project, target)} if project
+                       else self.store.holders_for_env(target))
+            ids = [h for h in holders.values() if h]
+            if len(ids) == 1:
+                return self.store.load(ids[0])
+            if not ids:
+                raise DeployNotFound(f"nothing is deploying to {target}")
+            raise DeployError(f"several projects are deploying to {target}; name the deploy id")
+        raise DeployNotFound(f"no deploy or environment {target!r}")
+
+    def _save(self, rec: DeployRecord) -> None:
+        rec.updated_at = self.clock()
+        self.store.save(rec)
+
+    def _note(self, rec: DeployRecord, text: str, report: bool = True) -> None:
+        rec.log(text, self.clock())
+        if report:
+            self._report("progress", rec, text)
+
+    def _report(self, kind: str, rec: DeployRecord, *args: str) -> None:
+        # a reporting hiccup (GitLab down) must never break or repeat a deploy step
+        try:
+            getattr(self.reporter, kind)(rec, *args)
+        except Exception:  # noqa: BLE001
+            log.exception("reporter.%s failed for %s", kind, rec.id)
+
+    def _success_text(self, rec: DeployRecord, cfg: EnvironmentConfig) -> str:
+        if rec.strategy == "blue_green":
+            return (f"{rec.image} is live on {rec.data.get('idle')}; {rec.data.get('live')} kept with "
+                    f"{rec.data.get('previous_image')} for instant rollback")
+        if rec.strategy == "canary":
+            return f"{rec.image} promoted to 100% of {cfg.deployment}"
+        return f"{rec.image} rolled out to {cfg.deployment} (revision {rec.data.get('new_revision', '?')})"
+
+    def _rolled_back_text(self, rec: DeployRecord) -> str:
+        restored = rec.data.get("restored") or {}
+        back_to = restored.get("image") or rec.data.get("previous_image") or "the previous version"
+        if rec.kind == "rollback":
+            return f"{rec.env} runs {back_to} again" + (
+                f" (revision {restored['revision']})" if restored.get("revision") else "")
+        cause = rec.abort_requested or rec.data.get("failure", "")
+        return f"{rec.image} rolled back, {rec.env} runs {back_to}: {cause}"
+
+    def _live(self, cfg: EnvironmentConfig) -> dict:
+        try:
+            kube = self._kube(cfg)
+            name = cfg.deployment
+            out: dict = {}
+            if isinstance(cfg.strategy, BlueGreenStrategy):
+                sel = kube.get_service_selector(cfg.namespace, cfg.strategy.service)
+                colour = sel.get(cfg.strategy.color_label, "")
+                out["color"] = colour
+                name = cfg.strategy.deployment_pattern.format(deployment=cfg.deployment, color=colour)
+            dep = kube.read_deployment_status(cfg.namespace, name)
+            out.update(deployment=name, image=container_image(dep, cfg.container), revision=revision_of(dep),
+                       replicas=dep["spec"].get("replicas"), ready=(dep.get("status") or {}).get("readyReplicas", 0),
+                       rollout=rollout_status(dep).message)
+            if isinstance(cfg.strategy, CanaryStrategy):
+                try:
+                    canary = kube.read_deployment_status(
+                        cfg.namespace, cfg.strategy.canary_deployment.format(deployment=cfg.deployment))
+                    out["canary"] = {"image": container_image(canary, cfg.container),
+                                     "replicas": canary["spec"].get("replicas")}
+                except KubeError:
+                    out["canary"] = None
+            return out
+        except (KubeError, DeployError) as e:
+            return {"error": str(e)}
+
+
+def postmortem(rec: DeployRecord) -> tuple[str, str]:
+    """(title, body) of the post-mortem after an automatic rollback."""
+    def ts(t: float) -> str:
+        return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+    title = f"Post-mortem: {rec.env} deploy of {rec.image} rolled back automatically"
+    lines = [
+        f"## {title}",
+        "",
+        f"- **Deploy:** `{rec.id}` ({rec.strategy}), requested by {rec.requested_by}"
+        + (f" from `{rec.ref}`" if rec.ref else "") + (f" at `{rec.sha[:12]}`" if rec.sha else ""),
+        f"- **What was deployed:** `{rec.image}`",
+        f"- **What ran before:** `{rec.data.get('previous_image', '?')}`"
+        + (f" (revision {rec.data['previous_revision']})" if rec.data.get("previous_revision") else ""),
+        f"- **What failed:** {rec.data.get('failure', rec.reason)}",
+        f"- **Rolled back at:** {ts(rec.timeline[-1][0]) if rec.timeline else '?'} UTC",
+        "",
+        "### Timeline (UTC)",
+        "",
+        *[f"- {ts(t)} {text}" for t, text in rec.timeline],
+        "",
+        "### What went wrong?",
+        "",
+        "_To be filled in by the team._",
+        "",
+        "### How do we prevent it?",
+        "",
+        "_To be filled in by the team._",
+    ]
+    return title, "\n".join(lines)

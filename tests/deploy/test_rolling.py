@@ -1,0 +1,234 @@
+"""Rolling strategy: success, failed health check -> automatic rollback, rollout failures,
+manual rollbacks, the environment lock, and a worker crash mid-rollout."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.deploy.model import DeployLocked, DeployRequest, RollbackRequest
+from tests.deploy.conftest import NS, drive, env_config
+
+V1 = "registry.example.com/shop/web:v1"
+
+
+def image_of(fake, name="web"):
+    return fake.get("deployments", NS, name)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def request(sha="abc123", env="staging", who="alice"):
+    return DeployRequest(project="42", env=env, sha=sha, requested_by=who, ref="main")
+
+
+def test_success_sets_image_strategy_and_waits_for_rollout(fake, web, reporter, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=4)
+    service = make_service(env_config(fake, web, strategy={"type": "rolling", "max_surge": 1, "max_unavailable": 0}))
+    deploy_id = service.start(request())
+    step = drive(service, deploy_id)
+    assert step.kind == "succeeded", step
+    dep = fake.get("deployments", NS, "web")
+    assert image_of(fake) == "registry.example.com/shop/web:abc123"
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    assert dep["status"]["updatedReplicas"] == 4 and dep["status"]["availableReplicas"] == 4
+    # the client sent a strategic merge patch (dict body) and the health endpoint was probed
+    assert ("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/web",
+            "application/strategic-merge-patch+json") in fake.requests
+    assert web.hits.count("/healthz") >= 2
+    assert reporter.verdicts[-1][0] == deploy_id and "succeeded" in reporter.verdicts[-1][1]
+    assert not reporter.postmortems
+    # the lock is released: the next deploy may start
+    assert service.status("staging", project="42").locked_by is None
+    service.start(request(sha="def456"))
+
+
+def test_failed_health_check_rolls_back_with_postmortem(fake, web, reporter, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=3)
+    web.set_status("/healthz", 503)
+    service = make_service(env_config(fake, web))
+    deploy_id = service.start(request(sha="bad1"))
+    step = drive(service, deploy_id)
+    assert step.kind == "rolled_back", step
+    assert image_of(fake) == V1
+    dep = fake.get("deployments", NS, "web")
+    # kubectl undo semantics: the old ReplicaSet becomes the newest revision (3)
+    assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    assert ("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/web",
+            "application/json-patch+json") in fake.requests
+    (pm_id, title, body), = reporter.postmortems
+    assert pm_id == deploy_id and "rolled back automatically" in title
+    assert "registry.example.com/shop/web:bad1" in body and V1 in body
+    assert "HTTP 503 2 times in a row" in body
+    assert "What went wrong?" in body and "How do we prevent it?" in body
+    assert "rolling back web to revision 1" in body
+    assert service.status("staging", project="42").locked_by is None
+
+
+def test_progress_deadline_exceeded_rolls_back(fake, web, reporter, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    fake.image_behavior["registry.example.com/shop/web:stuck"] = "deadline"
+    service = make_service(env_config(fake, web))
+    step = drive(service, service.start(request(sha="stuck")))
+    assert step.kind == "rolled_back"
+    assert "exceeded its progress deadline" in step.reason
+    assert image_of(fake) == V1
+    assert "exceeded its progress deadline" in reporter.postmortems[0][2]
+
+
+def test_rollout_timeout_rolls_back(fake, web, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    fake.image_behavior["registry.example.com/shop/web:slow"] = "never_ready"
+    cfg = env_config(fake, web, timings={"poll_interval": 0.03, "rollout_timeout": 0.4})
+    service = make_service(cfg)
+    step = drive(service, service.start(request(sha="slow")))
+    assert step.kind == "rolled_back" and "rollout timeout" in step.reason
+    assert image_of(fake) == V1
+
+
+def test_missing_deployment_fails_without_rollback(fake, web, reporter, make_service):
+    service = make_service(env_config(fake, web))
+    step = drive(service, service.start(request()))
+    assert step.kind == "failed"
+    assert '404' in step.reason and 'deployments.apps "web" not found' in step.reason
+    assert not reporter.postmortems
+    assert service.status("staging", project="42").locked_by is None
+
+
+def test_transient_api_errors_are_retried(fake, web, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    fake.inject_error("PATCH", r"/deployments/web$", 500, count=1)
+    fake.inject_error("GET", r"/deployments/web/status$", 409, count=1)
+    service = make_service(env_config(fake, web))
+    deploy_id = service.start(request())
+    assert drive(service, deploy_id).kind == "succeeded"
+    timeline = " ".join(t for _, t in service.get(deploy_id).timeline)
+    assert "500" in timeline and "retrying" in timeline
+
+
+def test_lock_refuses_a_concurrent_deploy(fake, web, make_service):
+    fake.add_deployment(NS, "web", V1)
+    service = make_service(env_config(fake, web))
+    first = service.start(request(who="alice"))
+    with pytest.raises(DeployLocked) as err:
+        service.start(request(sha="other", who="bob"))
+    assert err.value.holder_id == first and "alice" in str(err.value)
+    with pytest.raises(DeployLocked):
+        make_service(env_config(fake, web)).start(request(sha="third"))  # another worker, same answer
+    # another project may deploy its own "staging" at the same time
+    service.start(DeployRequest(project="43", env="staging", sha="x", requested_by="carol"))
+    drive(service, first)
+    service.start(request(sha="next", who="bob"))
+
+
+def test_lock_has_a_ttl_and_a_stale_deploy_yields(fake, web, redis_client, make_service):
+    fake.add_deployment(NS, "web", V1)
+    service = make_service(env_config(fake, web), lock_ttl=0.3)
+    stale = service.start(request())
+    ttl = redis_client.pttl("deploy-lock:42:staging")
+    assert 0 < ttl <= 300
+    import time
+    time.sleep(0.4)  # the worker "crashed" and nobody advanced: the lock expired
+    newer = service.start(request(sha="newer", who="bob"))
+    step = service.advance(stale)
+    assert step.kind == "failed" and newer in step.reason
+    assert redis_client.get("deploy-lock:42:staging").decode() == newer
+
+
+def test_manual_rollback_to_previous_and_named_revision(fake, web, reporter, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    service = make_service(env_config(fake, web))
+    for sha in ("v2", "v3"):
+        assert drive(service, service.start(request(sha=sha))).kind == "succeeded"
+    assert image_of(fake).endswith(":v3")
+
+    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="alice", reason="bad v3"))
+    step = drive(service, rb)
+    assert step.kind == "rolled_back" and step.reason.endswith("(revision 2)")
+    assert image_of(fake).endswith(":v2")
+    assert not reporter.postmortems  # asked for, not automatic: no post-mortem
+
+    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="alice", revision=1))
+    assert drive(service, rb).kind == "rolled_back"
+    assert image_of(fake) == V1
+    rs = fake.list("replicasets", NS, "app=web")
+    assert len(rs) == 3  # rollbacks re-use ReplicaSets, they do not create new ones
+
+    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="alice", revision=99))
+    step = drive(service, rb)
+    assert step.kind == "failed" and "no revision 99" in step.reason
+
+
+def test_rollback_request_during_a_deploy_aborts_it(fake, web, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    web.set_status("/healthz", 200)
+    service = make_service(env_config(fake, web))
+    deploy_id = service.start(request(sha="v2"))
+    service.advance(deploy_id)  # image set, rolling
+    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob"))
+    assert rb == deploy_id
+    step = drive(service, deploy_id)
+    assert step.kind == "rolled_back" and "requested by bob" in step.reason
+    assert image_of(fake) == V1
+
+
+def test_worker_crash_mid_rollout_resumes_from_persisted_state(fake, web, reporter, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=4)
+    fake.ready_after = 0.15
+    first_worker = make_service(env_config(fake, web))
+    deploy_id = first_worker.start(request(sha="v2"))
+    assert first_worker.advance(deploy_id).kind == "wait"
+    assert first_worker.get(deploy_id).phase == "rollout"
+    # the worker dies here; a new process builds everything from scratch and goes on
+    new_worker = make_service(env_config(fake, web))
+    assert drive(new_worker, deploy_id).kind == "succeeded"
+    assert image_of(fake).endswith(":v2")
+    # the re-run phase did not create a second revision
+    assert fake.get("deployments", NS, "web")["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+
+
+def test_crash_between_patch_and_save_is_idempotent(fake, web, make_service, monkeypatch):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    service = make_service(env_config(fake, web))
+    deploy_id = service.start(request(sha="v2"))
+
+    def die(_rec):
+        raise SystemExit("worker killed")
+    monkeypatch.setattr(service, "_save", die)
+    with pytest.raises(SystemExit):
+        service.advance(deploy_id)  # the image patch went out; the record still says "init"
+    assert service.get(deploy_id).phase == "init"
+    again = make_service(env_config(fake, web))
+    assert drive(again, deploy_id).kind == "succeeded"
+    assert fake.get("deployments", NS, "web")["metadata"]["generation"] == 2
+
+
+def test_inconclusive_prometheus_pauses_then_promote(fake, web, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    cfg = env_config(fake, web, prometheus=[{
+        "name": "error_rate", "url": web.url, "threshold": 0.05,
+        "query": 'sum(rate(http_errors{deployment="{deployment}"}[5m]))',
+        "sample_query": 'sum(increase(http_requests{deployment="{deployment}"}[5m]))', "min_samples": 100}])
+    web.set_metric("http_errors", 0.5)     # would fail...
+    web.set_metric("http_requests", 3)     # ...but 3 requests are too few to judge
+    service = make_service(cfg)
+    deploy_id = service.start(request(sha="v2"))
+    step = drive(service, deploy_id)
+    assert step.kind == "paused" and "only 3 samples" in step.reason
+    assert service.advance(deploy_id).kind == "paused"  # stays paused until asked
+    assert service.promote("staging") == deploy_id
+    assert drive(service, deploy_id).kind == "succeeded"
+
+
+def test_prometheus_threshold_breach_rolls_back(fake, web, reporter, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    cfg = env_config(fake, web, prometheus=[{
+        "name": "p95_latency_seconds", "url": web.url, "threshold": 0.5,
+        "query": 'histogram_quantile(0.95, sum by (le) (rate(latency_bucket{deployment="{deployment}"}[5m])))',
+        "sample_query": 'sum(increase(http_requests{deployment="{deployment}"}[5m]))', "min_samples": 100}])
+    web.set_metric("latency_bucket", 1.8)
+    web.set_metric("http_requests", 2500)
+    service = make_service(cfg)
+    deploy_id = service.start(request(sha="slowv2"))
+    assert drive(service, deploy_id).kind == "rolled_back"
+    body = reporter.postmortems[0][2]
+    assert "p95_latency_seconds = 1.8 (threshold < 0.5, 2500 samples)" in body
+    assert image_of(fake) == V1
