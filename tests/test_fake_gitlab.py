@@ -240,8 +240,15 @@ def test_labels_add_remove_and_replace(project, fake):
     assert f"{PROJECT}#{issue.iid}:label_added:c" in effects
     assert f"{PROJECT}#{issue.iid}:label_removed:a" in effects
     assert {lab.name for lab in project.labels.list(get_all=True)} >= {"a", "b", "c", "z"}
-    system = [n for n in issue.notes.list(get_all=True) if n.system]
-    assert system  # label changes leave system notes, as in GitLab
+    # Label changes are resource label events in GitLab, not notes.
+    assert issue.notes.list(get_all=True) == []
+
+
+def test_seeded_system_notes_are_listed(project, fake):
+    issue = fake.add_issue(1, "t")
+    fake.add_note(1, "issue", issue["iid"], "changed the description", system=True)
+    (note,) = project.issues.get(issue["iid"], lazy=True).notes.list(get_all=True)
+    assert note.system is True
 
 
 def test_close_issue(project):

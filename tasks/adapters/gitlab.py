@@ -21,6 +21,7 @@ import math
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
 import gitlab
 import gitlab.exceptions as gl_exc
@@ -435,7 +436,6 @@ def _encode(project: ProjectRef) -> str:
 
 def _path(url: str | None) -> str:
     """The path of a URL without its query (which could carry anything)."""
-    from urllib.parse import urlsplit
     return urlsplit(url or "").path
 
 

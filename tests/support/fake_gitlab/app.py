@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from werkzeug.wrappers import Request, Response
 
-from .state import (ACTIVE, FakeError, FakeState, fake_sha, not_found, now_iso, split_labels)
+from .state import FakeError, FakeState, fake_sha, not_found, now_iso, split_labels
 
 API = "/api/v4"
 P = r"/projects/(?P<project>[^/]+)"
@@ -343,14 +343,13 @@ class FakeGitLabApp:
         new += [x for x in split_labels(c.params.get("add_labels")) if x not in new]
         drop = set(split_labels(c.params.get("remove_labels")))
         self.state.change_labels(c.project, kind, obj, [x for x in new if x not in drop], c.user)
+        # State changes are resource state events in GitLab, not notes.
         event = c.params.get("state_event")
         if event == "close" and obj["state"] == "opened":
             obj["state"], obj["closed_at"] = "closed", now_iso()
-            self.state._create_note(c.project, kind, obj, "closed", c.user["id"], system=True)
             self.state.effect(f"{ref}:closed")
         elif event == "reopen" and obj["state"] == "closed":
             obj["state"], obj["closed_at"] = "opened", None
-            self.state._create_note(c.project, kind, obj, "reopened", c.user["id"], system=True)
             self.state.effect(f"{ref}:reopened")
         obj["updated_at"] = now_iso()
 
@@ -733,4 +732,4 @@ def _json(payload: Any, status: int = 200, headers: dict | None = None) -> Respo
                     headers=headers or {}, content_type="application/json")
 
 
-__all__ = ["FakeGitLabApp", "Fault", "ACTIVE"]
+__all__ = ["FakeGitLabApp", "Fault"]

@@ -551,7 +551,9 @@ class FakeState:
         return note
 
     def change_labels(self, p: dict, kind: str, obj: dict, new: list[str], user: dict) -> None:
-        """Set labels; records a system note and side effects as GitLab would."""
+        """Set labels, creating missing project labels as GitLab does. Modern GitLab records
+        label changes as resource label events, not as notes, so no system note appears in
+        the notes API; we keep the events for the side-effect records only."""
         old = obj["labels"]
         added = [x for x in new if x not in old]
         removed = [x for x in old if x not in new]
@@ -560,15 +562,6 @@ class FakeState:
         for name in added:
             self._ensure_label(p, name)
         obj["labels"] = list(dict.fromkeys(new))
-        parts = []
-        if added:
-            parts.append("added " + " ".join(f"~{p['_labels'][x]['id']}" for x in added))
-        if removed:
-            parts.append("removed " + " ".join(f"~{p['_labels'][x]['id']}" for x in removed
-                                               if x in p["_labels"]))
-        n = len(added) + len(removed)
-        self._create_note(p, kind, obj, " and ".join(parts) + (" label" if n == 1 else " labels"),
-                          user["id"], system=True)
         ref = self.ref_name(p, kind, obj["iid"])
         for x in added:
             self.effect(f"{ref}:label_added:{x}")
