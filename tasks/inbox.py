@@ -53,30 +53,26 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
-# Re-enqueue due deliveries nobody holds a lease on. KEYS: pending, queue.
-# ARGV: now, next_due, limit, then (id, message) pairs are built inside from a template.
-_REAP = """
+# Claim due deliveries nobody holds a lease on: push their due time forward and return them
+# with their redelivery count; the caller publishes a fresh message for each. A crash between
+# the claim and the publish only delays that delivery by one more window.
+# KEYS: pending. ARGV: now, next_due, limit.
+_CLAIM_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local requeued = {}
+local claimed = {}
 for _, id in ipairs(due) do
-  if redis.call('EXISTS', 'da:lease:' .. id) == 0 then
-    local status = redis.call('HGET', 'da:inbox:' .. id, 'status')
-    if status == false or status == 'done' or status == 'dead' or status == 'invalid' then
-      redis.call('ZREM', KEYS[1], id)
-    else
-      local n = redis.call('HINCRBY', 'da:inbox:' .. id, 'redeliveries', 1)
-      -- kombu keys its unacked set by delivery tag, so every copy needs its own.
-      local message = string.gsub(ARGV[4], '__DELIVERY__', id)
-      message = string.gsub(message, '__TAG__', id .. '-r' .. n)
-      redis.call('LPUSH', KEYS[2], message)
-      redis.call('ZADD', KEYS[1], ARGV[2], id)
-      requeued[#requeued + 1] = id
-    end
+  local status = redis.call('HGET', 'da:inbox:' .. id, 'status')
+  if status == false or status == 'done' or status == 'dead' or status == 'invalid' then
+    redis.call('ZREM', KEYS[1], id)
   else
     redis.call('ZADD', KEYS[1], ARGV[2], id)
+    if redis.call('EXISTS', 'da:lease:' .. id) == 0 then
+      claimed[#claimed + 1] = id
+      claimed[#claimed + 1] = redis.call('HINCRBY', 'da:inbox:' .. id, 'redeliveries', 1)
+    end
   end
 end
-return requeued
+return claimed
 """
 
 
@@ -129,7 +125,7 @@ class Inbox:
         self.redeliver_after = redeliver_after
         self.retention = retention
         self._accept = client.register_script(_ACCEPT)
-        self._reap = client.register_script(_REAP)
+        self._claim_due = client.register_script(_CLAIM_DUE)
 
     # -- receiver side -------------------------------------------------------------------------
     def accept(self, *, event: str, kind: str, body: bytes, idempotency_key: str | None,
@@ -162,10 +158,15 @@ class Inbox:
     def reap(self, limit: int = 200) -> list[str]:
         """Re-enqueue due, unleased, unfinished deliveries; returns their ids."""
         now = time.time()
-        template = celery_message("__DELIVERY__", self.queue, "__DELIVERY__", tag="__TAG__")
-        ids = self._reap(keys=[PENDING, self.queue],
-                         args=[now, now + self.redeliver_after, limit, template])
-        return [i.decode() for i in ids]
+        claimed = self._claim_due(keys=[PENDING], args=[now, now + self.redeliver_after, limit])
+        ids = [claimed[i].decode() for i in range(0, len(claimed), 2)]
+        if ids:
+            pipe = self.client.pipeline(transaction=False)
+            for did, n in zip(ids, claimed[1::2]):
+                # kombu keys its unacked set by delivery tag, so every copy needs its own.
+                pipe.lpush(self.queue, celery_message(did, self.queue, did, tag=f"{did}-r{n}"))
+            pipe.execute()
+        return ids
 
     def finish(self, delivery_id: str, status: str, **fields: Any) -> None:
         """Mark a delivery processed (done, invalid or dead) and stop redelivering it."""

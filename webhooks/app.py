@@ -35,6 +35,22 @@ def reply(code: int, **body: Any) -> Response:
     return Response(orjson.dumps(body), status=code, mimetype="application/json")
 
 
+def read_body(limit: int) -> bytes | None:
+    """The raw body, or None past `limit`. A chunked body (no Content-Length) is read in pieces
+    and abandoned at the limit, so a hostile sender cannot make us buffer more than that."""
+    if request.content_length is not None:
+        return request.get_data(cache=False)
+    if not request.environ.get("wsgi.input_terminated"):
+        return b""  # the server cannot tell where the body ends; treat it as absent
+    stream = request.environ["wsgi.input"]
+    buf = bytearray()
+    while chunk := stream.read(64 * 1024):
+        buf += chunk
+        if len(buf) > limit:
+            return None
+    return bytes(buf)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     if not settings.redis_url:
@@ -81,7 +97,10 @@ def create_app(settings: Settings | None = None) -> Flask:
             if length is not None and length > settings.max_body_bytes:
                 return refuse(413, label, "too_large",
                               f"body of {length} bytes exceeds the limit of {settings.max_body_bytes}")
-            body = request.get_data(cache=False)  # bounded by MAX_CONTENT_LENGTH when chunked
+            body = read_body(settings.max_body_bytes)
+            if body is None:
+                return refuse(413, label, "too_large",
+                              f"chunked body exceeds the limit of {settings.max_body_bytes} bytes")
             if signing_key is not None:
                 try:
                     check_signature(headers, body, signing_key)

@@ -1,0 +1,120 @@
+"""Real processes for end-to-end tests: gunicorn serving the receiver, Celery workers, `serve`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from tasks.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "e2e-secret-token"
+
+
+def base_env(redis_url: str | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"REDIS_URL", "GITLAB_URL", "GITLAB_TOKEN", "SENTRY_DSN",
+                        "WEBHOOK_SIGNING_KEY", "PROMETHEUS_MULTIPROC_DIR"}}
+    env.update({"WEBHOOK_SECRET": SECRET, "LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT),
+                "REDELIVER_AFTER_SECONDS": "1", "TASK_LEASE_SECONDS": "2"})
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    env.update(extra)
+    return env
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05,
+               what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Proc:
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.argv, self.env, self.log_path = argv, env, log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Proc":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def kill_group(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill_group()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def start_web(env: dict[str, str], tmp: Path, workers: int = 2) -> tuple[Proc, str]:
+    port = free_port()
+    env = {**env, "PORT": str(port), "HOST": "127.0.0.1",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"metrics-{port}")}
+    os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    proc = Proc([sys.executable, "-m", "gunicorn", "-c", "python:webhooks.gunicorn_conf",
+                 "--workers", str(workers), "webhooks.app:create_app()"], env,
+                tmp / f"web-{port}.log").start()
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.proc and proc.proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited: {proc.log()[-3000:]}")
+        try:
+            return requests.get(url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_until(ready, what="gunicorn to answer /healthz")
+    return proc, url
+
+
+def start_worker(env: dict[str, str], tmp: Path, name: str = "worker", concurrency: int = 2) -> Proc:
+    proc = Proc([sys.executable, "-m", "tasks.cli", "worker", "--concurrency", str(concurrency)],
+                env, tmp / f"{name}.log").start()
+    wait_until(lambda: "ready." in proc.log() or _exited(proc), timeout=30,
+               what="celery worker to be ready")
+    if proc.proc and proc.proc.poll() is not None:
+        raise AssertionError(f"worker exited: {proc.log()[-3000:]}")
+    return proc
+
+
+def _exited(proc: Proc) -> bool:
+    return bool(proc.proc and proc.proc.poll() is not None)
+
+
+def post_delivery(url: str, body: bytes, event: str, *, key: str | None = None,
+                  token: str = SECRET, extra_headers: dict[str, str] | None = None
+                  ) -> requests.Response:
+    headers = {"Content-Type": "application/json", "X-Gitlab-Event": event,
+               "X-Gitlab-Token": token, "User-Agent": "GitLab/17.11.0"}
+    if key:
+        headers["Idempotency-Key"] = key
+    headers.update(extra_headers or {})
+    return requests.post(url + "/webhooks/gitlab", data=body, headers=headers, timeout=10)
