@@ -150,7 +150,7 @@ class _Re2SetPrefilter:
         if self.set is None:
             return {}
         # re2.Set tells which patterns hit, not where: confirmation starts at the block's start.
-        return {self.ids[i]: 0 for i in self.set.Match(block)}
+        return {self.ids[i]: 0 for i in self.set.Match(block) or ()}
 
 
 class Prefilter:

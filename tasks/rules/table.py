@@ -54,7 +54,8 @@ MATCH_KEYS = {"failure_reason", "job_name", "stage", "exit_code", "log"}
 EXCLUDE_KEYS = MATCH_KEYS | {"lines"}
 REACTION_KEYS = {"kind", "max_retries", "labels"}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# {name} or {name|fallback}: the fallback is shown when the capture did not take part in the match.
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([^{}]*))?\}")
 
 
 @dataclass(frozen=True)
@@ -468,7 +469,7 @@ class _Reader:
         names: set[str] = set()
         for p in patterns:
             names |= set(re.findall(r"\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>", p))
-        for name in _PLACEHOLDER.findall(description):
+        for name, _ in _PLACEHOLDER.findall(description):
             if name not in names:
                 self.problem(node, rid, "description", f"{{{name}}} is not a named capture (?P<{name}>...) of this rule's log patterns")
 
@@ -609,4 +610,4 @@ class RuleTable:
 
 def _format(template: str, captures: dict[str, str]) -> str:
     # Not str.format: a description must not reach attributes ({x.__class__}) or fail on braces.
-    return _PLACEHOLDER.sub(lambda m: captures.get(m.group(1), "?"), template)
+    return _PLACEHOLDER.sub(lambda m: captures.get(m.group(1)) or (m.group(2) if m.group(2) is not None else "?"), template)
