@@ -207,10 +207,37 @@ def test_long_retry_after_is_not_slept_through(gl, fake, failed):
 
 
 def test_500_then_success(gl, fake, failed):
-    fake.fault(r"/retry$", method="POST", status=500, count=1)
-    new = gl.retry_job(1, failed["jobs"][1]["id"])
-    assert new["status"] == "pending"
-    assert [c["status"] for c in fake.calls(method="POST")] == [500, 201]
+    fake.fault(JOB_PATH, method="GET", status=500, count=1)
+    assert gl.get_job(1, failed["jobs"][1]["id"])["status"] == "failed"
+    assert [c["status"] for c in fake.calls(path_re=JOB_PATH)] == [500, 200]
+
+
+def test_idempotent_put_retries_5xx(gl, fake):
+    iid = fake.add_issue(1, "t")["iid"]
+    fake.fault(r"/issues/\d+$", method="PUT", status=503, count=2)
+    assert gl.add_labels(1, "issue", iid, ["x"])["labels"] == ["x"]
+    assert [c["status"] for c in fake.calls(method="PUT")] == [503, 503, 200]
+
+
+def test_post_is_not_resent_after_5xx(gl, fake, failed):
+    # GitLab may have applied it: a second retry request would start a second job.
+    fake.fault(r"/retry$", method="POST", status=502, count=1)
+    with pytest.raises(GitLabUnavailable):
+        gl.retry_job(1, failed["jobs"][1]["id"])
+    assert len(fake.calls(method="POST")) == 1
+
+
+def test_post_is_resent_after_429(gl, fake, failed):
+    fake.fault(r"/retry$", method="POST", status=429, retry_after=0, count=1)
+    assert gl.retry_job(1, failed["jobs"][1]["id"])["status"] == "pending"
+    assert [c["status"] for c in fake.calls(method="POST")] == [429, 201]
+
+
+def test_429_without_any_wait_header_is_bounded(gl, fake, failed):
+    fake.fault(JOB_PATH, status=429, count=None)
+    with pytest.raises(RateLimited):  # no header: python-gitlab's short backoff, bounded
+        gl.get_job(1, failed["jobs"][0]["id"])
+    assert len(fake.calls(path_re=JOB_PATH)) == 4
 
 
 def test_persistent_502_is_unavailable_after_bounded_attempts(gl, fake, failed):

@@ -6,7 +6,8 @@ handlers can be tested against `tests/support/recording_gitlab.RecordingGitLab` 
 Retries: python-gitlab already retries 429 (honouring Retry-After) and, with
 `retry_transient_errors=True`, 5xx and connection errors. We keep that single layer and bound
 it: at most `max_retries` retries per HTTP request (python-gitlab's default is 10 and it will
-sleep for whatever Retry-After says). A Retry-After longer than `max_retry_wait` is not slept
+sleep for whatever Retry-After says). POSTs retry 429 only: a POST that got a 5xx or timed out
+may have been applied, and sending it again could double a comment or a job retry. A Retry-After longer than `max_retry_wait` is not slept
 through in a worker: the call fails at once with `RateLimited(retry_after=...)`, so the caller
 (a Celery task) can re-schedule itself with that countdown instead of stacking another layer.
 
@@ -120,19 +121,23 @@ class GitLabAdapter:
         HTTP date or a fraction) and refuse to sleep longer than `max_retry_wait`."""
         if response.status_code != 429:
             return
-        raw = response.headers.get("Retry-After")
-        if raw is None:
-            return
-        wait = _parse_retry_after(raw)
+        headers = response.headers
+        wait = _parse_retry_after(headers["Retry-After"]) if "Retry-After" in headers else None
+        if wait is None and "RateLimit-Reset" in headers:  # python-gitlab's fallback: epoch
+            try:
+                wait = max(0.0, float(headers["RateLimit-Reset"]) - time.time())
+            except ValueError:
+                wait = None
+        headers.pop("Retry-After", None)
+        headers.pop("RateLimit-Reset", None)
         if wait is None:
-            del response.headers["Retry-After"]
-            return
+            return  # python-gitlab backs off exponentially (0.1 s, 0.2 s, ...)
         if wait > self.max_retry_wait:
             response.close()
             raise RateLimited(f"GitLab rate limit: retry after {wait:g}s "
                               f"({response.request.method} {_path(response.url)})",
                               retry_after=wait)
-        response.headers["Retry-After"] = str(math.ceil(wait))
+        headers["Retry-After"] = str(math.ceil(wait))
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run one python-gitlab operation, translating its errors into ours."""
@@ -427,6 +432,11 @@ class _BoundedGitlab(gitlab.Gitlab):
     def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> Any:
         kwargs["max_retries"] = self._max_retries
         kwargs["obey_rate_limit"] = True
+        # A POST answered 5xx, or timed out, may still have been applied (a proxy's 502 after
+        # GitLab created the note): sending it again could double a comment or a job retry.
+        # So only idempotent verbs retry transient errors; every verb retries 429, which
+        # GitLab answers before doing anything.
+        kwargs["retry_transient_errors"] = verb.lower() != "post"
         return super().http_request(verb, path, *args, **kwargs)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -199,12 +199,9 @@ class FakeGitLabProcess(FakeGitLabControl):
             cmd += ["--state", str(self._seed_file)]
         self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        deadline = time.monotonic() + timeout
-        line = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()  # first line: the URL
-            if line or self.proc.poll() is not None:
-                break
+        # The first stdout line is the URL; select() so a child that hangs cannot block us.
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
         if not line.startswith("http://"):
             self.stop()
             raise RuntimeError(f"fake GitLab did not start: {line!r}")
