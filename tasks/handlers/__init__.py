@@ -55,8 +55,10 @@ class Registry:
         self.handlers[handler.name] = handler
 
     def for_kind(self, kind: str, active: tuple[str, ...] = ()) -> list[Handler]:
-        return [h for h in self.handlers.values()
-                if kind in h.kinds and (not active or h.name in active)]
+        """Handlers for `kind`: all in registration order, or those in `active`, in its order."""
+        chosen = [self.handlers[n] for n in active if n in self.handlers] if active \
+            else list(self.handlers.values())
+        return [h for h in chosen if kind in h.kinds]
 
 
 REGISTRY = Registry()
