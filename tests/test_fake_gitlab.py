@@ -439,3 +439,14 @@ def test_subprocess_mode_with_seed_file(tmp_path):
             p.jobs.get(job.id)
         assert proc.calls(method="GET", path_re=r"/jobs/\d+$")[-1]["status"] == 500
         gl.session.close()
+
+
+def test_control_client_attaches_to_a_running_fake(server):
+    from tests.support.fake_gitlab import FakeGitLabControl
+
+    other = FakeGitLabControl(server.url)
+    other.reset()
+    assert other.add_project("x/y", id=5)["path_with_namespace"] == "x/y"
+    assert other.snapshot()["projects"][0]["id"] == 5
+    with pytest.raises(RuntimeError):
+        other.op("no_such_op")

@@ -408,3 +408,14 @@ def test_recording_fake_dry_run_records_nothing():
     gl.create_note("g/p", "issue", 1, "x")
     gl.add_labels("g/p", "issue", 1, ["a"])
     assert gl.effects == [] and gl.get_issue("g/p", 1)["labels"] == []
+
+
+def test_from_settings(fake):
+    from tasks.settings import Secret, Settings
+
+    settings = Settings(webhook_secrets=(Secret("w"),), gitlab_url=fake.url,
+                        gitlab_token=Secret(fake.token), dry_run=True)
+    gl = GitLabAdapter.from_settings(settings)
+    assert gl.dry_run and gl.current_user()["username"] == "devops-bot"
+    with pytest.raises(GitLabError):
+        GitLabAdapter.from_settings(Settings(webhook_secrets=(Secret("w"),)))

@@ -108,6 +108,21 @@ class GitLabAdapter:
                                   retry_transient_errors=True, session=session,
                                   max_retries=max_retries, per_page=per_page)
 
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> "GitLabAdapter":
+        """Build from `tasks.settings.Settings` (GITLAB_URL, GITLAB_TOKEN, DRY_RUN). Optional
+        settings named `gitlab_timeout`, `gitlab_max_log_bytes`, `gitlab_max_retries` are used
+        when present."""
+        if not settings.gitlab_url or settings.gitlab_token is None:
+            raise GitLabError("GITLAB_URL and GITLAB_TOKEN must be set to talk to GitLab")
+        kwargs: dict[str, Any] = {"dry_run": bool(settings.dry_run)}
+        for name in ("timeout", "max_log_bytes", "max_retries"):
+            value = getattr(settings, f"gitlab_{name}", None)
+            if value is not None:
+                kwargs[name] = value
+        kwargs.update(overrides)
+        return cls(settings.gitlab_url, settings.gitlab_token.value, **kwargs)
+
     def __repr__(self) -> str:
         return f"GitLabAdapter(url={self.url!r}, dry_run={self.dry_run})"
 
