@@ -484,10 +484,10 @@ class FakeKube:
             result["metadata"] = meta
             result["spec"] = new.get("spec") or {}
             if plural in ("deployments", "replicasets"):
-                self._default_workload(plural, result)
                 if result["spec"].get("selector") != old["spec"].get("selector"):
                     raise ApiError(422, "Invalid", f'{_KINDS[plural][1]}.apps "{name}" is invalid: spec.selector: '
                                    "Invalid value: field is immutable")
+                self._default_workload(plural, result)
                 if result["spec"] != old["spec"]:
                     result["metadata"]["generation"] = old["metadata"]["generation"] + 1
                     if plural == "deployments":
