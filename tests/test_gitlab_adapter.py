@@ -194,7 +194,7 @@ def test_persistent_429_is_bounded(gl, fake, failed):
     fake.fault(JOB_PATH, status=429, retry_after=0, count=None)
     with pytest.raises(RateLimited) as e:
         gl.get_job(1, failed["jobs"][0]["id"])
-    assert e.value.status == 429
+    assert e.value.status == 429 and e.value.retry_after == 0
     assert len(fake.calls(path_re=JOB_PATH)) == 4  # 1 + max_retries
 
 

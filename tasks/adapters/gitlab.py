@@ -7,9 +7,12 @@ Retries: python-gitlab already retries 429 (honouring Retry-After) and, with
 `retry_transient_errors=True`, 5xx and connection errors. We keep that single layer and bound
 it: at most `max_retries` retries per HTTP request (python-gitlab's default is 10 and it will
 sleep for whatever Retry-After says). POSTs retry 429 only: a POST that got a 5xx or timed out
-may have been applied, and sending it again could double a comment or a job retry. A Retry-After longer than `max_retry_wait` is not slept
-through in a worker: the call fails at once with `RateLimited(retry_after=...)`, so the caller
-(a Celery task) can re-schedule itself with that countdown instead of stacking another layer.
+may have been applied, and sending it again could double a comment or a job retry. A
+Retry-After longer than `max_retry_wait` is not slept through in a worker: the call fails at
+once with `RateLimited(retry_after=...)`, so the caller (a Celery task) can re-schedule itself
+with that countdown instead of stacking another layer.
+
+Build one adapter per process (after Celery forks): it owns a requests session.
 
 Errors are typed (`NotFound`, `Forbidden`, `RateLimited`, `GitLabUnavailable`, all
 `GitLabError`) and their messages never contain the token.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
@@ -86,8 +90,9 @@ class GitLabAdapter:
     "action": ...}`) and answered with a dict carrying `"dry_run": True`.
     """
 
-    def __init__(self, url: str, token: str, *, timeout: float = 10, max_log_bytes: int = 8 * 1024 * 1024,
-                 dry_run: bool = False, per_page: int = 100, max_retries: int = 3,
+    def __init__(self, url: str, token: str, *, timeout: float = 10,
+                 max_log_bytes: int = 8 * 1024 * 1024, dry_run: bool = False,
+                 per_page: int = 100, max_retries: int = 3,
                  max_retry_wait: float = 30.0, log_chunk_bytes: int = 64 * 1024,
                  max_log_seconds: float = 120.0) -> None:
         if max_log_bytes <= 0:
@@ -102,6 +107,7 @@ class GitLabAdapter:
         self.log_chunk_bytes = log_chunk_bytes
         self.max_log_seconds = max_log_seconds
         self._secret = token
+        self._local = threading.local()  # last Retry-After seen, per calling thread
         session = requests.Session()
         session.hooks["response"].append(self._check_retry_after)
         self._gl = _BoundedGitlab(self.url, private_token=token, timeout=timeout,
@@ -145,6 +151,7 @@ class GitLabAdapter:
                 wait = None
         headers.pop("Retry-After", None)
         headers.pop("RateLimit-Reset", None)
+        self._local.retry_after = wait
         if wait is None:
             return  # python-gitlab backs off exponentially (0.1 s, 0.2 s, ...)
         if wait > self.max_retry_wait:
@@ -174,7 +181,7 @@ class GitLabAdapter:
         if status in (401, 403):
             return Forbidden(msg, status)
         if status == 429:
-            return RateLimited(msg, status)
+            return RateLimited(msg, status, retry_after=getattr(self._local, "retry_after", None))
         if status is None or status >= 500:
             return GitLabUnavailable(msg, status)
         return GitLabError(msg, status)
@@ -193,7 +200,8 @@ class GitLabAdapter:
         mgr = p.issues if kind == "issue" else p.mergerequests
         return mgr.get(iid, lazy=True)
 
-    def _write(self, action: str, project: ProjectRef, fields: dict, send: Callable[[], T]) -> T | dict:
+    def _write(self, action: str, project: ProjectRef, fields: dict,
+               send: Callable[[], T]) -> T | dict:
         """Every write goes through here: in dry-run it is logged and not sent."""
         if self.dry_run:
             log.info("dry-run: %s on %s", action, project,
