@@ -133,9 +133,10 @@ class Timings(_Model):
 
 class AutoDeploy(_Model):
     """development: `feature_branches`; staging: `default_branch` (every successful pipeline);
-    production: `manual` (only an explicit command by someone with `min_access_level`)."""
+    production: `manual` (only an explicit command by someone with `min_access_level`).
+    Named `trigger`, not `on`: YAML 1.1 (PyYAML) reads a bare `on` key as the boolean true."""
 
-    on: Literal["feature_branches", "default_branch", "manual"] = "manual"
+    trigger: Literal["feature_branches", "default_branch", "manual"] = "manual"
     min_access_level: int = Field(40, ge=10, le=50, description="GitLab access level for commands")
 
 
@@ -174,9 +175,9 @@ class EnvironmentConfig(_Model):
 
     def auto_deploys(self, ref: str, default_branch: str) -> bool:
         """Whether a successful pipeline on `ref` deploys here without a command."""
-        if self.auto_deploy.on == "feature_branches":
+        if self.auto_deploy.trigger == "feature_branches":
             return ref != default_branch
-        if self.auto_deploy.on == "default_branch":
+        if self.auto_deploy.trigger == "default_branch":
             return ref == default_branch
         return False
 
