@@ -1,0 +1,226 @@
+"""The streaming scan: cleaning, chunking, evidence, both prefilter backends, and safety."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tasks.rules import RulesError, load_table
+from tasks.rules.engine import EVIDENCE_CAP, strip_ansi
+
+from .conftest import BACKENDS, write_rules
+
+RULES = """
+rules:
+  - id: boom
+    category: compile_error
+    description: "boom in {file|somewhere}"
+    match:
+      log: ['(?P<file>\\S+\\.c):\\d+: error: boom']
+  - id: anchored
+    category: test_failure
+    priority: 200
+    match:
+      log: ['^FAILED (?P<test>\\S+)$']
+"""
+
+
+@pytest.fixture(params=BACKENDS)
+def table(request, tmp_path):
+    return load_table(write_rules(tmp_path, RULES), include_default=False, use_hyperscan=request.param == "hyperscan")
+
+
+def test_ansi_colours_inside_the_match_are_removed(table):
+    log = b"noise\n\x1b[1m\x1b[31msrc/a.c\x1b[0m:3: \x1b[31;1merror:\x1b[0m boom\n"
+    result = table.classify([log])
+    assert result.rule_id == "boom"
+    assert result.evidence[0].line == 2
+    assert result.evidence[0].text == "src/a.c:3: error: boom"
+    assert result.description == "boom in src/a.c"
+
+
+def test_strip_ansi_keeps_newlines():
+    assert strip_ansi(b"a\x1b[0m\nb\x1b\nc\x1b[\nd") .count(b"\n") == 3
+
+
+def test_gitlab_sections_are_reported_and_stripped(table):
+    log = (
+        b"\x1b[0Ksection_start:1700000000:prepare_script\r\x1b[0KPreparing\n"
+        b"\x1b[0Ksection_end:1700000001:prepare_script\r\x1b[0K\n"
+        b"\x1b[0Ksection_start:1700000002:step_script\r\x1b[0K\x1b[32;1m$ make\x1b[0;m\n"
+        b"FAILED tests/x.py::t\n"
+        b"src/a.c:3: error: boom\n"
+        b"\x1b[0Ksection_end:1700000009:step_script\r\x1b[0K\n"
+        b"src/b.c:4: error: boom\n"
+    )
+    result = table.classify([log])
+    assert [(e.line, e.section) for e in result.evidence] == [(5, "step_script"), (7, None)]
+    # The section marker is gone from the text the anchored rule sees.
+    anchored = table.classify([log.replace(b"src/a.c:3: error: boom\n", b"")])
+    assert anchored.rule_id == "boom" and "anchored" in anchored.also_matched
+
+
+def test_ff_timestamps_prefix_does_not_break_anchors(table):
+    log = (
+        b"2024-05-14T08:27:38.123456Z 00O $ pytest\n"
+        b"2024-05-14T08:27:39.000001Z 01O FAILED tests/test_x.py::test_y\n"
+    )
+    result = table.classify([log])
+    assert result.rule_id == "anchored"
+    assert result.evidence[0].captures == {"test": "tests/test_x.py::test_y"}
+    assert result.evidence[0].line == 2
+
+
+def test_line_split_across_tiny_chunks(table):
+    log = b"x" * 50 + b"\nsrc/a.c:3: error: boom\n" + b"y\n" * 10
+    whole = table.classify([log])
+    bytewise = table.classify(log[i : i + 1] for i in range(len(log)))
+    assert whole.to_dict() == bytewise.to_dict()
+    assert bytewise.evidence[0].line == 2
+
+
+def test_evidence_is_capped_but_lines_are_counted(table):
+    log = b"".join(b"src/f%d.c:1: error: boom\n" % i for i in range(40))
+    result = table.classify([log])
+    assert len(result.evidence) == EVIDENCE_CAP
+    assert [e.line for e in result.evidence] == [1, 2, 3, 4, 5]
+    assert result.matched_lines == 40
+
+
+def test_same_line_is_one_hit_and_multiline_matches_do_not_count(tmp_path):
+    rules = write_rules(
+        tmp_path,
+        "rules:\n  - id: r\n    category: unknown\n    match: {log: ['a\\s+b', 'a']}\n",
+    )
+    for hs in (False, True):
+        table = load_table(rules, include_default=False, use_hyperscan=hs)
+        result = table.classify([b"a a a\nb\n"])
+        assert result.matched_lines == 1  # 'a\s+b' across the newline is not a line match
+        assert [e.line for e in result.evidence] == [1]
+
+
+def test_long_lines_are_truncated_around_the_match(table):
+    log = b"q" * 300_000 + b" src/a.c:3: error: boom " + b"z" * 300_000 + b"\n"
+    result = table.classify([log])
+    text = result.evidence[0].text
+    assert "src/a.c:3: error: boom" in text and len(text) < 500
+
+
+def test_no_newline_binary_junk_is_bounded(table):
+    junk = bytes(range(256)) * 20_000  # 5 MB, few newlines, NULs everywhere
+    result = table.classify(junk[i : i + 65536] for i in range(0, len(junk), 65536))
+    assert result.category == "unknown"
+
+
+def test_empty_and_missing_logs(table):
+    assert table.classify([]).category == "unknown"
+    assert table.classify(None).category == "unknown"
+    assert table.classify([b"", b""]).category == "unknown"
+
+
+def test_file_objects_are_read_in_chunks(table, tmp_path):
+    path = tmp_path / "job.log"
+    path.write_bytes(b"hello\nsrc/a.c:3: error: boom\n")
+    with open(path, "rb") as fh:
+        assert table.classify(fh).rule_id == "boom"
+
+
+def test_backreference_is_refused_at_load(tmp_path):
+    rules = write_rules(tmp_path, "rules:\n  - id: br\n    category: unknown\n    match: {log: ['(a+)\\1']}\n")
+    with pytest.raises(RulesError) as exc:
+        load_table(rules, include_default=False)
+    text = str(exc.value)
+    assert "rule br" in text and "match.log" in text and "backreferences" in text
+
+
+@pytest.mark.parametrize("pattern", ["(?=x)a", "a(?!b)", "(?<=a)b"])
+def test_lookaround_is_refused_at_load(tmp_path, pattern):
+    rules = write_rules(tmp_path, f"rules:\n  - id: la\n    category: unknown\n    match: {{log: ['{pattern}']}}\n")
+    with pytest.raises(RulesError, match="rule la: match.log: bad regular expression"):
+        load_table(rules, include_default=False)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_catastrophic_pattern_returns_promptly(tmp_path, backend):
+    # (a+)+$ takes Python's re seconds on 26 characters and forever on these lines.
+    rules = write_rules(tmp_path, "rules:\n  - id: cat\n    category: unknown\n    match: {log: ['(a+)+$']}\n")
+    table = load_table(rules, include_default=False, use_hyperscan=backend == "hyperscan")
+    log = (b"a" * 5000 + b"!\n") * 200
+    start = time.perf_counter()
+    result = table.classify([log])
+    assert time.perf_counter() - start < 5
+    assert result.category == "unknown"
+    assert table.classify([b"aaaa\n"]).rule_id == "cat"
+
+
+def test_pattern_hyperscan_rejects_falls_back_to_re2(tmp_path):
+    # (?U) (ungreedy) is valid re2 but Hyperscan refuses it even in prefilter mode.
+    rules = write_rules(
+        tmp_path,
+        "rules:\n  - id: u\n    category: unknown\n    match: {log: ['(?U)x(?P<n>\\d+)y']}\n"
+        "  - id: plain\n    category: unknown\n    match: {log: ['plain']}\n",
+    )
+    table = load_table(rules, include_default=False)
+    if "hyperscan" in BACKENDS:
+        assert table.backend == "hyperscan+re2"
+    result = table.classify([b"nothing\nx123y plain\n"])
+    assert result.rule_id == "u" and result.evidence[0].captures == {"n": "123"}
+    assert result.also_matched == ["plain"]
+
+
+def test_exclusions(tmp_path):
+    rules = write_rules(
+        tmp_path,
+        """
+rules:
+  - id: err
+    category: compile_error
+    match:
+      log: ['error: (?P<m>.+)']
+      stage: ['build*']
+    exclude:
+      lines: ['deprecated']
+      log: ['Build succeeded']
+      job_name: ['lint-*']
+""",
+    )
+    table = load_table(rules, include_default=False)
+    log = b"error: deprecated thing\nerror: real one\n"
+    r = table.classify([log], stage="build-linux")
+    assert r.rule_id == "err" and [e.line for e in r.evidence] == [2]
+    assert table.classify([log], stage="test").rule_id is None
+    assert table.classify([log], stage="build", job_name="lint-x").rule_id is None
+    assert table.classify([log + b"Build succeeded\n"], stage="build").rule_id is None
+    assert table.classify([b"error: deprecated only\n"], stage="build").rule_id is None
+
+
+def test_failure_reason_aliases_and_unknown_values(tmp_path):
+    rules = write_rules(
+        tmp_path,
+        """
+rules:
+  - id: stuck
+    category: job_timeout
+    match: {failure_reason: stuck_or_timeout_failure}
+  - id: unk
+    category: unknown
+    priority: 500
+    match: {failure_reason: unknown_failure}
+""",
+    )
+    table = load_table(rules, include_default=False)
+    assert table.classify([], failure_reason="stuck_pending_no_matching_runners").rule_id == "stuck"
+    assert table.classify([], failure_reason="no_updates_running").rule_id == "stuck"
+    assert table.classify([], failure_reason="some_future_reason").rule_id == "unk"
+    assert table.classify([]).rule_id is None  # not known is not unknown_failure
+
+
+def test_threads_can_share_a_table(table):
+    from concurrent.futures import ThreadPoolExecutor
+
+    logs = [b"noise\n" * 1000 + b"src/%d.c:1: error: boom\n" % i for i in range(16)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda log: table.classify([log]), logs))
+    assert [r.evidence[0].captures["file"] for r in results] == [f"src/{i}.c" for i in range(16)]

@@ -1,0 +1,115 @@
+"""Every default rule has a real log that it classifies (PyTorch's "one fixture per rule"), and
+real logs of passing or harmless runs match nothing. Fixture sources: fixtures/logs/SOURCES.md."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tasks.rules import load_table
+
+from .conftest import LOGS
+
+# Rules that decide on GitLab's job fields alone: their fixture is a job with no log at all,
+# which is exactly the case they exist for (runner died before the trace was written).
+METADATA_FIXTURES = {
+    "gitlab-timeout-reason": {"failure_reason": "job_execution_timeout"},
+    "gitlab-runner-failure-reason": {"failure_reason": "runner_system_failure"},
+    "exit-code-137": {"exit_code": 137},
+}
+
+
+def _fixture_rule(path):
+    return re.sub(r"\.\d+$", "", path.stem)
+
+
+POSITIVE = sorted(p for p in LOGS.glob("*.log") if not p.name.startswith("clean-"))
+NEGATIVE = sorted(LOGS.glob("clean-*.log"))
+
+
+def test_every_default_rule_has_a_fixture():
+    table = load_table()
+    with_logs = {_fixture_rule(p) for p in POSITIVE}
+    missing = [r.id for r in table.rules if r.id not in with_logs and r.id not in METADATA_FIXTURES]
+    assert not missing, f"rules without a fixture log: {missing}"
+    unknown = with_logs - {r.id for r in table.rules}
+    assert not unknown, f"fixture logs named after no rule: {unknown}"
+
+
+def test_every_fixture_is_listed_in_sources():
+    sources = (LOGS / "SOURCES.md").read_text()
+    unlisted = [p.name for p in POSITIVE + NEGATIVE if f"| {p.name}" not in sources]
+    assert not unlisted
+
+
+@pytest.mark.parametrize("path", POSITIVE, ids=lambda p: p.name)
+def test_fixture_classifies_as_its_rule(default_table, path):
+    with open(path, "rb") as fh:
+        result = default_table.classify(fh)
+    rule = default_table.rule(_fixture_rule(path))
+    assert result.rule_id == rule.id, (result.rule_id, result.also_matched)
+    assert result.category == rule.category
+    assert result.evidence, "a log rule must show the lines it matched"
+    assert all(ev.line >= 1 and ev.text for ev in result.evidence)
+    # Placeholders were filled from the captures, never left raw.
+    assert not re.search(r"\{[A-Za-z_]\w*(\|[^{}]*)?\}", result.description)
+    assert result.next_steps
+
+
+@pytest.mark.parametrize("rule_id", sorted(METADATA_FIXTURES))
+def test_metadata_rules_classify_without_a_log(default_table, rule_id):
+    result = default_table.classify([], **METADATA_FIXTURES[rule_id])
+    assert result.rule_id == rule_id
+    assert result.evidence == []
+
+
+@pytest.mark.parametrize("path", NEGATIVE, ids=lambda p: p.name)
+def test_clean_logs_match_nothing(default_table, path):
+    with open(path, "rb") as fh:
+        result = default_table.classify(fh)
+    assert result.category == "unknown", (result.rule_id, result.evidence)
+    assert result.rule_id is None and result.also_matched == []
+
+
+def test_a_test_printing_error_is_not_a_compile_error(default_table):
+    # The passing run prints "error: could not connect ..." from inside a test.
+    result = default_table.classify([(LOGS / "clean-pytest-pass.log").read_bytes()], failure_reason="script_failure")
+    assert result.category != "compile_error"
+
+
+def test_passing_pytest_summary_is_not_a_test_failure(default_table):
+    summary = b"============================== 2 passed in 0.01s ===============================\n"
+    assert default_table.classify([summary]).category == "unknown"
+    assert default_table.classify([b"== 1 failed, 2 passed in 0.31s ==\n"]).category == "test_failure"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"Tests run: 23, Failures: 0, Errors: 0, Skipped: 0\n",  # surefire, all green
+        b"10 examples, 0 failures\n",  # rspec, all green
+        b"Total: 0 (HIGH: 0, CRITICAL: 0)\n",  # trivy, nothing found
+        b"Found 9 errors (9 fixed, 0 remaining).\n",  # ruff --fix fixed everything
+        b"ok  \tgithub.com/quii/learn-go-with-tests/select/v1\t0.051s\n",  # go test pass
+    ],
+)
+def test_all_green_summaries_match_nothing(default_table, line):
+    assert default_table.classify([line]).category == "unknown"
+
+
+def test_infrastructure_outranks_its_symptoms(default_table):
+    # A compiler killed by the OOM killer is an OOM, not a compile error; both are reported.
+    log = (LOGS / "oom-killed.log").read_bytes() + (LOGS / "gcc-clang-error.log").read_bytes()
+    result = default_table.classify([log])
+    assert result.rule_id == "oom-killed"
+    assert "gcc-clang-error" in result.also_matched
+
+
+def test_log_rule_outranks_bare_failure_reason(default_table):
+    # The runner's own message carries the reason; the failure_reason rule is reported too.
+    log = (LOGS / "runner-system-failure.log").read_bytes()
+    result = default_table.classify([log], failure_reason="runner_system_failure")
+    assert result.rule_id == "runner-system-failure"
+    assert "timed out waiting for pod to start" in result.description
+    assert "gitlab-runner-failure-reason" in result.also_matched
