@@ -325,11 +325,14 @@ class _Reader:
             en = _scalar(values["enabled"]) if isinstance(values["enabled"], ScalarNode) else None
             if not isinstance(en, bool):
                 self.problem(values["enabled"], rid, "enabled", "must be true or false")
+        before_match = len(self.problems)
         match, _ = self._conditions(values.get("match"), rid, "match", MATCH_KEYS)
+        match_ok = len(self.problems) == before_match
         exclude, lines = self._conditions(values.get("exclude"), rid, "exclude", EXCLUDE_KEYS)
         if "match" not in values:
             self.problem(node, rid, "match", "required: at least one condition (failure_reason, job_name, stage, exit_code, log)")
-        elif match == Conditions() and len(self.problems) == before:
+        elif match == Conditions() and match_ok:
+            # Only when match itself parsed cleanly: a bad pattern already says what is wrong.
             self.problem(values["match"], rid, "match", "has no condition; the rule would match every job")
         reaction = self._reaction(values.get("reaction"), rid)
         self._placeholders(values.get("description"), description, match.log, rid)
