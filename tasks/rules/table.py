@@ -506,7 +506,8 @@ def _merge(reader_sets: list[tuple[_Reader, list[_Raw]]]) -> tuple[list[Rule], l
         if rule is not None:
             rules.append(rule)
     for reader, _ in reader_sets:
-        problems += reader.problems
+        # In file order, then line order: how a person reads and fixes them.
+        problems += sorted(reader.problems, key=lambda p: p.line or 0)
     rules.sort(key=lambda r: (r.priority, r.order))
     return rules, problems
 
