@@ -54,15 +54,17 @@ class DeployService:
     def __init__(self, redis: redis_lib.Redis, environments: dict[str, EnvironmentConfig],
                  reporter: Reporter | None = None, *,
                  kube_factory: Callable[[EnvironmentConfig], Kube] = kube_for,
-                 lock_ttl: float = 900.0, step_mutex_ttl: float = 60.0,
+                 lock_ttl: float = 900.0, pause_ttl: float = 24 * 3600.0, step_mutex_ttl: float = 60.0,
                  clock: Callable[[], float] = time.time) -> None:
         """lock_ttl must exceed the longest wait between two advances (poll interval,
-        verification interval, canary interval): every advance extends it."""
+        verification interval, canary interval): every advance extends it. A paused deploy
+        holds the lock for pause_ttl, waiting for `promote` or `rollback`."""
         self.store = DeployStore(redis)
         self.environments = environments
         self.reporter: Reporter = reporter or NullReporter()
         self.kube_factory = kube_factory
         self.lock_ttl = lock_ttl
+        self.pause_ttl = pause_ttl
         self.step_mutex_ttl = step_mutex_ttl
         self.clock = clock
         self._kubes: dict[str, Kube] = {}
@@ -153,10 +155,17 @@ class DeployService:
             rec = self.store.load(deploy_id)  # re-read under the mutex
             if rec.terminal:
                 return rec.step()
-            if not self.store.keep(rec.project, rec.env, rec.id, self.lock_ttl):
+            ttl = self.pause_ttl if rec.status == "paused" else self.lock_ttl
+            kept = self.store.keep(rec.project, rec.env, rec.id, ttl)
+            if not kept:
                 holder = self.store.holder(rec.project, rec.env)
                 return self._finish(rec, "failed", f"lost the {rec.env} lock to {holder} (this deploy was "
                                     f"idle longer than the lock TTL); the cluster was left to it")
+            if kept == 2 and (newer := self._finished_since(rec)):
+                # our lock lapsed and another deploy ran meanwhile: going on would undo its work
+                self.store.release(rec.project, rec.env, rec.id)
+                return self._finish(rec, "failed", f"superseded by {newer}, which ran while this deploy "
+                                    f"was idle longer than the lock TTL; the cluster was left as it is")
             return self._run(rec)
         finally:
             self.store.step_done(deploy_id, token)
@@ -207,6 +216,8 @@ class DeployService:
                     if rec.status != "paused" or rec.reason != step.reason:
                         self._note(rec, f"paused: {step.reason}")
                     rec.status, rec.reason = "paused", step.reason
+                    # nobody advances a paused deploy until a human answers: hold the lock longer
+                    self.store.keep(rec.project, rec.env, rec.id, self.pause_ttl)
                 self._save(rec)
                 return step
         self._save(rec)
@@ -262,6 +273,14 @@ class DeployService:
             holder = self.store.holder(rec.project, rec.env) or "?"
             held = self.store.load(holder) if holder != "?" and self.store.exists(holder) else None
             raise DeployLocked(rec.env, holder, held)
+
+    def _finished_since(self, rec: DeployRecord) -> str | None:
+        last = self.store.last_id(rec.project, rec.env)
+        if last and last != rec.id and self.store.exists(last):
+            other = self.store.load(last)
+            if other.updated_at > rec.updated_at:
+                return other.id
+        return None
 
     def _resolve(self, target: str, project: str | None) -> DeployRecord:
         if self.store.exists(target):

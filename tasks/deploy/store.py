@@ -72,9 +72,9 @@ class DeployStore:
         raw = self.r.get(self.lock_key(project, env))
         return raw.decode() if raw else None
 
-    def keep(self, project: str, env: str, deploy_id: str, ttl: float) -> bool:
-        """Extend our lock, or re-take it if it expired and nobody else took it."""
-        return bool(self._keep(keys=[self.lock_key(project, env)], args=[deploy_id, int(ttl * 1000)]))
+    def keep(self, project: str, env: str, deploy_id: str, ttl: float) -> int:
+        """Extend our lock (1), re-take it if it lapsed and nobody holds it (2), or 0: taken."""
+        return int(self._keep(keys=[self.lock_key(project, env)], args=[deploy_id, int(ttl * 1000)]))
 
     def release(self, project: str, env: str, deploy_id: str) -> None:
         self._release(keys=[self.lock_key(project, env)], args=[deploy_id])

@@ -232,3 +232,81 @@ def test_prometheus_threshold_breach_rolls_back(fake, web, reporter, make_servic
     body = reporter.postmortems[0][2]
     assert "p95_latency_seconds = 1.8 (threshold < 0.5, 2500 samples)" in body
     assert image_of(fake) == V1
+
+
+def test_status_reports_lock_active_last_and_live(fake, web, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    service = make_service(env_config(fake, web))
+    idle = service.status("staging")
+    assert idle.locked_by is None and idle.active is None and idle.last is None
+    assert idle.live["image"] == V1 and idle.live["revision"] == 1 and idle.live["ready"] == 2
+    deploy_id = service.start(request(sha="v2"))
+    busy = service.status("staging")
+    assert busy.project == "42" and busy.locked_by == deploy_id and busy.active.image.endswith(":v2")
+    drive(service, deploy_id)
+    done = service.status("staging", project="42")
+    assert done.locked_by is None and done.last.id == deploy_id and done.last.status == "succeeded"
+    assert done.live["image"].endswith(":v2") and "successfully rolled out" in done.live["rollout"]
+
+
+def test_two_workers_never_run_the_same_step(fake, web, redis_client, make_service):
+    fake.add_deployment(NS, "web", V1)
+    service = make_service(env_config(fake, web))
+    deploy_id = service.start(request())
+    redis_client.set(f"deploy-advance:{deploy_id}", "other-worker", px=5000)
+    step = service.advance(deploy_id)
+    assert step.kind == "wait" and service.get(deploy_id).phase == "init"
+    redis_client.delete(f"deploy-advance:{deploy_id}")
+    assert drive(service, deploy_id).kind == "succeeded"
+    assert service.advance(deploy_id).kind == "succeeded"  # a late duplicate is harmless
+
+
+def test_a_broken_reporter_does_not_break_the_deploy(fake, web, redis_client):
+    from tasks.adapters.kube import Kube
+    from tasks.deploy.service import DeployService
+
+    class Broken:
+        def progress(self, deploy, text):
+            raise RuntimeError("GitLab is down")
+        verdict = postmortem = progress
+
+    fake.add_deployment(NS, "web", V1)
+    cfg = env_config(fake, web)
+    service = DeployService(redis_client, {"staging": cfg}, Broken(),
+                            kube_factory=lambda c: Kube.from_host(fake.url, request_timeout=2))
+    assert drive(service, service.start(request())).kind == "succeeded"
+
+
+def test_unknown_environment_and_deploy(fake, web, make_service):
+    from tasks.deploy.model import DeployError, DeployNotFound
+    service = make_service(env_config(fake, web))
+    with pytest.raises(DeployError, match="unknown environment 'prod'"):
+        service.start(request(env="prod"))
+    with pytest.raises(DeployNotFound):
+        service.advance("staging-nope")
+    with pytest.raises(DeployNotFound, match="nothing is deploying to staging"):
+        service.promote("staging")
+
+
+def test_a_lapsed_deploy_does_not_resume_over_a_newer_one(fake, web, redis_client, make_service):
+    import time
+    fake.add_deployment(NS, "web", V1)
+    service = make_service(env_config(fake, web), lock_ttl=0.3)
+    stale = service.start(request(sha="old"))
+    time.sleep(0.4)
+    newer = service.start(request(sha="new", who="bob"))
+    assert drive(service, newer).kind == "succeeded"
+    step = service.advance(stale)  # the lock is free again, but a newer deploy has finished
+    assert step.kind == "failed" and f"superseded by {newer}" in step.reason
+    assert image_of(fake).endswith(":new")
+    assert redis_client.get("deploy-lock:42:staging") is None
+
+
+def test_a_paused_deploy_holds_its_lock_longer(fake, web, redis_client, make_service):
+    fake.add_deployment(NS, "web", V1)
+    cfg = env_config(fake, web, prometheus=[{"name": "errors", "url": web.url, "query": "errors",
+                                             "threshold": 0.1}])  # no data: inconclusive
+    service = make_service(cfg, lock_ttl=5)
+    deploy_id = service.start(request())
+    assert drive(service, deploy_id).kind == "paused"
+    assert redis_client.pttl("deploy-lock:42:staging") > 3600 * 1000
