@@ -19,7 +19,6 @@ NOTE = orjson.dumps({"object_kind": "note", "object_attributes": {
 calls: list[str] = []
 
 
-@handler("explodes_on_boom", kinds=("note",), help=HelpRecord(description="test only"))
 def _explodes(event, ctx):
     calls.append(event.object_attributes.note)
     if "boom" in event.object_attributes.note:
@@ -30,6 +29,12 @@ def _explodes(event, ctx):
 @pytest.fixture
 def rt(redis_server, redis_client):
     calls.clear()
+    handler("explodes_on_boom", kinds=("note",), help=HelpRecord(description="test only"))(_explodes)
+    yield from _runtime(redis_server)
+    REGISTRY.handlers.pop("explodes_on_boom", None)
+
+
+def _runtime(redis_server):
     settings = load_settings({"REDIS_URL": redis_server.client_url(),
                               "HANDLERS": "chatops,explodes_on_boom",
                               "REDELIVER_AFTER_SECONDS": "0.2"}, require_secret=False)
