@@ -191,7 +191,8 @@ class DeployService:
                 return self._finish(rec, "succeeded", self._success_text(rec, cfg))
             if rec.phase == "rolled_back":
                 return self._finish(rec, "rolled_back", self._rolled_back_text(rec))
-            ctx = strategies.Ctx(rec=rec, cfg=cfg, kube=kube, now=self.clock(), note=lambda t: self._note(rec, t))
+            ctx = strategies.Ctx(rec=rec, cfg=cfg, kube=kube, now=self.clock(),
+                                 note=lambda t: self._note(rec, t), checkpoint=lambda: self.store.save(rec))
             handler = strategies.PHASES[rec.strategy].get(rec.phase)
             if handler is None:
                 return self._finish(rec, "failed", f"unknown phase {rec.phase!r} for {rec.strategy}")

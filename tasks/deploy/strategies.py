@@ -34,6 +34,7 @@ class Ctx:
     kube: Kube
     now: float
     note: Callable[[str], None]  # timeline entry + progress report
+    checkpoint: Callable[[], None] = lambda: None  # persist the record now (before a mutation)
 
     @property
     def ns(self) -> str:
@@ -148,8 +149,13 @@ def _same_template(a: dict, b: dict) -> bool:
 def rolling_init(ctx: Ctx) -> Step | None:
     st: RollingStrategy = ctx.cfg.strategy  # type: ignore[assignment]
     dep = _get(ctx, ctx.cfg.deployment)
-    ctx.d.setdefault("previous_image", container_image(dep, ctx.cfg.container))
-    ctx.d.setdefault("previous_revision", revision_of(dep))
+    if "previous_revision" not in ctx.d:
+        # persist what to roll back to BEFORE changing anything: if this worker dies right after
+        # the patch, a re-run would otherwise read our own new revision as "previous"
+        ctx.d["previous_image"] = container_image(dep, ctx.cfg.container)
+        ctx.d["previous_revision"] = revision_of(dep)
+        ctx.d["mutated"] = True
+        ctx.checkpoint()
     patch = _image_patch(ctx, ctx.rec.image, extra_spec={"strategy": {
         "type": "RollingUpdate",
         "rollingUpdate": {"maxSurge": st.max_surge, "maxUnavailable": st.max_unavailable}}})

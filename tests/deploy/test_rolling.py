@@ -310,3 +310,25 @@ def test_a_paused_deploy_holds_its_lock_longer(fake, web, redis_client, make_ser
     deploy_id = service.start(request())
     assert drive(service, deploy_id).kind == "paused"
     assert redis_client.pttl("deploy-lock:42:staging") > 3600 * 1000
+
+
+def test_crash_right_after_the_image_patch_still_rolls_back_to_the_old_image(fake, web, make_service,
+                                                                          monkeypatch):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    web.set_status("/healthz", 500)
+    cfg = env_config(fake, web)
+    first = make_service(cfg)
+    deploy_id = first.start(request(sha="bad"))
+    kube = first._kube(cfg)
+    real_patch = kube.patch_deployment
+
+    def patch_then_die(*args, **kwargs):
+        real_patch(*args, **kwargs)
+        raise SystemExit("worker killed right after the image patch")
+    monkeypatch.setattr(kube, "patch_deployment", patch_then_die)
+    with pytest.raises(SystemExit):
+        first.advance(deploy_id)
+    assert image_of(fake).endswith(":bad") and first.get(deploy_id).phase == "init"
+    step = drive(make_service(cfg), deploy_id)
+    assert step.kind == "rolled_back"
+    assert image_of(fake) == V1
