@@ -15,7 +15,8 @@ def _gitlab(rt: Any) -> Any:
         return None
     from tasks.adapters.gitlab import GitLabAdapter
 
-    return GitLabAdapter(s.gitlab_url, s.gitlab_token.value, dry_run=s.dry_run)
+    return GitLabAdapter(s.gitlab_url, s.gitlab_token.value, dry_run=s.dry_run,
+                         max_log_bytes=s.max_log_bytes)
 
 
 def _rules(rt: Any) -> Any:

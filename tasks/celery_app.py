@@ -12,7 +12,7 @@ from celery import Celery
 
 from tasks.inbox import TASK_NAME
 
-app = Celery("devops_agent", include=["tasks.dispatch"])
+app = Celery("devops_agent", include=["tasks.dispatch", "tasks.fix"])
 
 
 def configure(broker_url: str | None = None, queue: str | None = None) -> Celery:

@@ -36,6 +36,17 @@ class HandlerContext:
     deployer: Any = None
     rules: Any = None
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    # Tests collect follow-on tasks here instead of sending them to the broker.
+    enqueued: list[tuple[str, dict[str, Any], str | None]] | None = None
+
+    def enqueue(self, task_name: str, kwargs: dict[str, Any], queue: str | None = None) -> None:
+        """Send a follow-on task by name (the worker that runs it re-fetches what it needs)."""
+        if self.enqueued is not None:
+            self.enqueued.append((task_name, kwargs, queue))
+            return
+        from tasks.celery_app import app
+
+        app.send_task(task_name, kwargs=kwargs, queue=queue or self.settings.task_queue)
 
     def decide(self, action: str, **details: Any) -> dict[str, Any]:
         """Record what a handler decided and why: logged, and kept with the delivery."""

@@ -47,6 +47,13 @@ def _positive_int(raw: str) -> int:
     return n
 
 
+def _non_negative_int(raw: str) -> int:
+    n = int(raw)
+    if n < 0:
+        raise ValueError("must be zero or a positive whole number")
+    return n
+
+
 def _positive_float(raw: str) -> float:
     n = float(raw)
     if not n > 0:
@@ -84,6 +91,18 @@ class Settings:
     handlers: tuple[str, ...] = ()
     extra_handler_modules: tuple[str, ...] = ()
     audit_token: Secret | None = None
+    # Reacting to failures (issue 4)
+    retry_budget: int = 2  # GitLab's own `retry:` cap per job
+    outage_job_threshold: int = 5  # more failed jobs than this in one pipeline: an outage
+    breaker_projects: int = 3  # a rule failing in more projects than this within the window...
+    breaker_window_seconds: int = 600  # ...stops being retried and opens one incident issue
+    incident_project: str | None = None
+    label_failed: str = "ci::failed"
+    label_passed: str = "ci::passed"
+    label_category_prefix: str = "ci-failure::"
+    fix_labels: tuple[str, ...] = ("ci::fix-needed",)
+    fix_queue: str | None = None
+    max_log_bytes: int = 8 * MB
 
     def secret_values(self) -> list[str]:
         """Every configured secret's value, for log and Sentry scrubbing."""
@@ -158,6 +177,17 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
     take("DEVOPS_AGENT_CONFIG", "config_file", Path)
     take("BOT_USERNAME", "bot_username", str)
     take("HANDLERS", "handlers", _csv)
+    take("RETRY_BUDGET", "retry_budget", _non_negative_int)
+    take("OUTAGE_JOB_THRESHOLD", "outage_job_threshold", _positive_int)
+    take("BREAKER_PROJECTS", "breaker_projects", _positive_int)
+    take("BREAKER_WINDOW_SECONDS", "breaker_window_seconds", _positive_int)
+    take("INCIDENT_PROJECT", "incident_project", str)
+    take("LABEL_FAILED", "label_failed", str)
+    take("LABEL_PASSED", "label_passed", str)
+    take("LABEL_CATEGORY_PREFIX", "label_category_prefix", str)
+    take("FIX_LABELS", "fix_labels", _csv)
+    take("FIX_QUEUE", "fix_queue", str)
+    take("MAX_LOG_BYTES", "max_log_bytes", _positive_int)
     take("EXTRA_HANDLER_MODULES", "extra_handler_modules", _csv)
     for name, attr in (("SENTRY_DSN", "sentry_dsn"), ("GITLAB_TOKEN", "gitlab_token"),
                        ("AUDIT_TOKEN", "audit_token")):

@@ -1,0 +1,306 @@
+"""Failed CI jobs: classify each, decide (retry / hand off a fix / report), explain on the issues.
+
+Plain functions over narrow interfaces (the GitLab adapter, the rules table, the store), called
+by the pipeline and job handlers. Every write is guarded so that hearing of the same failure
+again (a resent webhook, a Job Hook and a Pipeline Hook for one job, a retried task) changes
+nothing: a job id is retried at most once, a fix is handed off once per pipeline and job, and the
+comment is edited in place and skipped when unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.comments import upsert_comment
+from tasks.linking import linked_targets
+from tasks.store import Store
+
+log = logging.getLogger("devops_agent.triage")
+
+# Prow refused blind retries of test failures because they hide flakes; PyTorch never retries
+# build, test or lint steps. A rule may ask for a retry; these categories never get one.
+NEVER_RETRY = {"compile_error", "test_failure", "lint_failure", "security_scan_failure"}
+CODE_FAILURES = NEVER_RETRY | {"dependency_resolution"}
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    id: int
+    name: str
+    stage: str = ""
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PipelineRef:
+    project: int
+    pipeline: int
+    ref: str
+    sha: str
+    mr_iid: int | None = None
+    commit_message: str | None = None
+    project_path: str | None = None
+
+
+def project_allowed(settings: Any, project_id: int, path: str | None) -> bool:
+    """GITLAB_PROJECTS: ids, full paths, or `group/*`; an empty list allows none."""
+    for entry in settings.gitlab_projects:
+        if entry == str(project_id) or (path and entry == path):
+            return True
+        if path and entry.endswith("/*") and path.startswith(entry[:-1]):
+            return True
+    return False
+
+
+def triage(ctx: Any, pipe: PipelineRef, failed: list[FailedJob]) -> list[dict[str, Any]]:
+    """Classify and react to `failed` jobs of one pipeline; then refresh comment and labels."""
+    settings, gitlab = ctx.settings, ctx.gitlab
+    store = Store(ctx.redis)
+    store.record_pipeline(pipe.project, pipe.ref, pipe.pipeline, {"status": "failed", "sha": pipe.sha})
+    known = {row["name"]: row for row in store.job_rows(pipe.project, pipe.pipeline)}
+    total_failed = max(len(failed), sum(1 for r in known.values() if r.get("status") == "failed"))
+    outage = total_failed > settings.outage_job_threshold
+    rows = []
+    for job in failed:
+        prior = known.get(job.name)
+        if prior and prior.get("job_id") == job.id:
+            rows.append(prior)  # this very job was already triaged (the other hook kind)
+            continue
+        verdict = classify_job(ctx, pipe.project, job)
+        row = {"name": job.name, "stage": job.stage, "job_id": job.id, "status": "failed",
+               "failure_reason": job.failure_reason, **verdict}
+        row.update(react(ctx, store, pipe, job, verdict, outage=outage, failed_count=total_failed))
+        store.put_job_row(pipe.project, pipe.pipeline, row)
+        rows.append(row)
+        ctx.decide(row["action_kind"], job=job.id, name=job.name, category=row["category"],
+                   rule=row["rule"], what=row["action"])
+    store.record_failed_sha(pipe.project, pipe.sha, [j.name for j in failed], "jobs")
+    if any(r["category"] in ("test_failure", "flaky_test") for r in rows):
+        store.record_failed_sha(pipe.project, pipe.sha, failed_tests(gitlab, pipe), "tests")
+    explain(ctx, store, pipe, passed=False)
+    return rows
+
+
+def classify_job(ctx: Any, project: int, job: FailedJob) -> dict[str, Any]:
+    """The job's log through the rules table; the verdict as a plain dict for the comment."""
+    from tasks.adapters.gitlab import GitLabError
+
+    truncated = 0
+    try:
+        joblog = ctx.gitlab.job_log(project, job.id)
+        chunks, truncated = [joblog.data], joblog.truncated_bytes
+    except GitLabError as exc:
+        # A missing log still classifies on failure_reason; say so rather than fail the task.
+        log.warning("job log unavailable: %s", exc, extra={"job": job.id})
+        chunks = []
+    result = ctx.rules.classify(chunks, failure_reason=job.failure_reason, job_name=job.name,
+                                stage=job.stage)
+    # Line numbers count from the start of the tail we read when the log was truncated.
+    evidence = [{"line": e.line, "text": e.text, "section": e.section}
+                for e in result.evidence[:3]]
+    return {"category": result.category, "rule": result.rule_id or "none",
+            "description": result.description, "next_steps": result.next_steps,
+            "reaction": result.reaction.kind, "max_retries": result.reaction.max_retries,
+            "rule_labels": list(result.reaction.labels), "evidence": evidence,
+            "also_matched": list(result.also_matched), "log_truncated_bytes": truncated}
+
+
+def react(ctx: Any, store: Store, pipe: PipelineRef, job: FailedJob, verdict: dict[str, Any], *,
+          outage: bool, failed_count: int) -> dict[str, Any]:
+    """Retry, hand off, or only report; returns the row's action fields."""
+    settings = ctx.settings
+    category, rule = verdict["category"], verdict["rule"]
+    budget = min(settings.retry_budget, verdict["max_retries"] or settings.retry_budget)
+    if verdict["reaction"] == "retry" and category not in NEVER_RETRY:
+        if outage:
+            return _action("report", f"not retried: {failed_count} jobs failed at once "
+                                     "(looks like an outage, not a flake)")
+        if budget <= 0:
+            return _action("report", "not retried: retry budget is 0")
+        projects = store.breaker_hit(rule, pipe.project, settings.breaker_window_seconds)
+        if projects > settings.breaker_projects:
+            incident = open_incident(ctx, store, rule, category, projects)
+            return _action("report", f"not retried: rule {rule} is failing in {projects} projects "
+                                     f"at once (incident {incident})")
+        attempt, fresh = store.claim_retry(pipe.project, pipe.pipeline, job.name, job.id, budget)
+        if attempt == 0:
+            return _action("report", f"not retried: retry budget used ({budget} of {budget})")
+        if fresh and not settings.dry_run:
+            from tasks.adapters.gitlab import GitLabError
+
+            try:
+                new_job = ctx.gitlab.retry_job(pipe.project, job.id)
+            except GitLabError:
+                store.release_retry(pipe.project, pipe.pipeline, job.name, job.id, attempt)
+                raise
+            return _action("retry", f"retried, attempt {attempt} of {budget}",
+                           new_job=new_job.get("id"))
+        if fresh:
+            store.release_retry(pipe.project, pipe.pipeline, job.name, job.id, attempt)
+            return _action("retry", f"would retry, attempt {attempt} of {budget} (dry run)")
+        return _action("retry", f"retried, attempt {attempt} of {budget}")
+    if category in NEVER_RETRY or verdict["reaction"] == "fix":
+        handed = hand_off_fix(ctx, store, pipe, job, verdict)
+        reason = category.replace("_", " ")
+        return _action("fix", f"not retried: {reason}; {handed}")
+    if verdict["reaction"] == "retry":
+        return _action("report", f"not retried: {category.replace('_', ' ')}")
+    return _action("report", "not retried: " + (category.replace("_", " ") if category != "unknown"
+                                                else "no rule matched"))
+
+
+def _action(kind: str, text: str, **extra: Any) -> dict[str, Any]:
+    return {"action_kind": kind, "action": text, **extra}
+
+
+def hand_off_fix(ctx: Any, store: Store, pipe: PipelineRef, job: FailedJob,
+                 verdict: dict[str, Any]) -> str:
+    """Queue `fix_build` once per (pipeline, job name): it files or updates the fix issue."""
+    if ctx.settings.dry_run:
+        return "would hand off a fix task (dry run)"
+    if store.once(f"fix-handoff:{pipe.project}:{pipe.pipeline}:{job.name}"):
+        ctx.enqueue("devops_agent.fix_build", {
+            "project": pipe.project, "ref": pipe.ref, "sha": pipe.sha, "pipeline": pipe.pipeline,
+            "job": {"id": job.id, "name": job.name, "stage": job.stage}, "verdict": verdict,
+        })
+    return "handed off as a fix task"
+
+
+def open_incident(ctx: Any, store: Store, rule: str, category: str, projects: int) -> str:
+    """One incident issue per rule while its breaker is open."""
+    target = ctx.settings.incident_project
+    if not target or ctx.settings.dry_run:
+        return "not filed: set INCIDENT_PROJECT" if not target else "(dry run)"
+    key = f"incident:{rule}"
+    body = (f"{marker_line('incident:' + rule)}\nRule `{rule}` ({category}) fired in {projects} "
+            f"projects within {ctx.settings.breaker_window_seconds // 60} minutes, so devops-agent "
+            f"stopped retrying it.\n\nProjects: {', '.join(store.breaker_projects(rule))}\n")
+    with store.lock(key):
+        iid = store.get_map(key)
+        if iid:
+            ctx.gitlab.update_issue(target, int(iid), description=body)
+            return f"#{iid}"
+        issue = ctx.gitlab.create_issue(target, f"devops-agent: {rule} is failing in many "
+                                                f"projects", body, ["devops-agent::incident"])
+        store.set_map(key, str(issue["iid"]), ttl=ctx.settings.breaker_window_seconds * 6)
+        return f"#{issue['iid']}"
+
+
+def marker_line(subject: str) -> str:
+    from tasks.comments import marker
+
+    return marker(subject)
+
+
+def failed_tests(gitlab: Any, pipe: PipelineRef) -> list[str]:
+    from tasks.adapters.gitlab import GitLabError
+
+    try:
+        report = gitlab.test_report(pipe.project, pipe.pipeline)
+    except GitLabError:
+        return []
+    names = []
+    for suite in report.get("test_suites", []) or []:
+        for case in suite.get("test_cases", []) or []:
+            if case.get("status") in ("failed", "error"):
+                names.append(f"{case.get('classname') or suite.get('name')}::{case.get('name')}")
+    return names[:200]
+
+
+def passed(ctx: Any, pipe: PipelineRef) -> str:
+    """A pipeline succeeded: record flakes for its SHA and flip the ref's comment and labels."""
+    store = Store(ctx.redis)
+    failed_jobs = store.failed_on_sha(pipe.project, pipe.sha, "jobs")
+    if failed_jobs:
+        store.mark_flaky(pipe.project, sorted(failed_jobs), "jobs", pipe.sha)
+        store.mark_flaky(pipe.project, sorted(store.failed_on_sha(pipe.project, pipe.sha, "tests")),
+                         "tests", pipe.sha)
+    before = store.ref_state(pipe.project, pipe.ref)
+    if not store.record_pipeline(pipe.project, pipe.ref, pipe.pipeline,
+                                 {"status": "success", "sha": pipe.sha}):
+        return "older pipeline"
+    if before is None or before.get("status") != "failed":
+        return "nothing to update"
+    explain(ctx, store, pipe, passed=True, failed_pipeline=before["pipeline"])
+    return "updated"
+
+
+def explain(ctx: Any, store: Store, pipe: PipelineRef, *, passed: bool,
+            failed_pipeline: int | None = None) -> None:
+    """Refresh the one comment per linked issue (or the MR) and the CI labels."""
+    settings, gitlab = ctx.settings, ctx.gitlab
+    targets = linked_targets(gitlab, pipe.project, ref=pipe.ref, mr_iid=pipe.mr_iid,
+                             commit_message=pipe.commit_message)
+    if not targets:
+        ctx.decide("no-comment", reason="no linked issue or merge request", ref=pipe.ref)
+        return
+    rows = store.job_rows(pipe.project, failed_pipeline or pipe.pipeline)
+    body = render(pipe, rows, passed=passed, failed_pipeline=failed_pipeline,
+                  flaky_jobs=store.flaky(pipe.project, "jobs"),
+                  flaky_tests=store.flaky(pipe.project, "tests"))
+    categories = {r["category"] for r in rows if r.get("status") == "failed"}
+    category_labels = [settings.label_category_prefix + c for c in sorted(categories)]
+    rule_labels = sorted({l for r in rows for l in r.get("rule_labels", [])})
+    for kind, iid in targets:
+        outcome = upsert_comment(gitlab, store, pipe.project, kind, iid, f"ci:{pipe.ref}", body)
+        if passed:
+            gitlab.add_labels(pipe.project, kind, iid, [settings.label_passed])
+            current = _labels_of(gitlab, pipe.project, kind, iid)
+            stale = [l for l in current if l == settings.label_failed
+                     or l.startswith(settings.label_category_prefix)]
+            if stale:
+                gitlab.remove_labels(pipe.project, kind, iid, stale)
+        else:
+            gitlab.add_labels(pipe.project, kind, iid,
+                              [settings.label_failed, *category_labels, *rule_labels])
+            gitlab.remove_labels(pipe.project, kind, iid, [settings.label_passed])
+        ctx.decide("comment", target=f"{kind}:{iid}", outcome=outcome, passed=passed)
+
+
+def _labels_of(gitlab: Any, project: int, kind: str, iid: int) -> list[str]:
+    item = gitlab.get_issue(project, iid) if kind == "issue" else gitlab.get_mr(project, iid)
+    return list(item.get("labels") or [])
+
+
+def _cell(text: Any, limit: int = 120) -> str:
+    """Markdown-table-safe: no pipes or newlines, backticks neutralised, bounded length."""
+    s = str(text or "").replace("\r", " ").replace("\n", " ").replace("|", "\\|")
+    s = s.replace("`", "'")
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def render(pipe: PipelineRef, rows: list[dict[str, Any]], *, passed: bool,
+           failed_pipeline: int | None, flaky_jobs: dict[str, int],
+           flaky_tests: dict[str, int]) -> str:
+    sha = (pipe.sha or "")[:8]
+    if passed:
+        head = (f"### ✅ Pipeline #{pipe.pipeline} passed for `{_cell(pipe.ref, 80)}` ({sha})\n\n"
+                f"It replaces failed pipeline #{failed_pipeline}; what was found there:\n")
+    else:
+        head = f"### ❌ Pipeline #{pipe.pipeline} failed for `{_cell(pipe.ref, 80)}` ({sha})\n"
+    lines = [head, "| Job | Stage | Category | Rule | Evidence | What devops-agent did |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        ev = row.get("evidence") or []
+        evidence = f"L{ev[0]['line']}: `{_cell(ev[0]['text'], 100)}`" if ev else \
+            _cell(row.get("failure_reason") or "no matching log line")
+        name = _cell(row["name"], 60) + (" (flaky)" if row["name"] in flaky_jobs else "")
+        lines.append(f"| {name} | {_cell(row.get('stage'), 30)} | {row['category']} | "
+                     f"{_cell(row['rule'], 40)} | {evidence} | {_cell(row['action'], 140)} |")
+    steps = [f"- **{_cell(r['name'], 60)}** ({r['category']}): {_cell(r['next_steps'], 400)}"
+             for r in rows if r.get("next_steps")]
+    if steps and not passed:
+        lines += ["", "**Next steps**", *steps]
+    known_flaky = [f"`{_cell(n, 80)}` ({c}×)" for n, c in sorted(flaky_jobs.items())
+                   if any(r["name"] == n for r in rows)]
+    tests = [f"`{_cell(n, 100)}` ({c}×)" for n, c in sorted(flaky_tests.items())][:10]
+    if known_flaky:
+        lines += ["", "Flaky jobs (failed, then passed on retry for the same commit): "
+                  + ", ".join(known_flaky)]
+    if tests:
+        lines += ["", "Flaky tests in this project: " + ", ".join(tests)]
+    lines += ["", "<sub>devops-agent edits this comment as later pipelines for this ref "
+                  "finish.</sub>"]
+    return "\n".join(lines)
