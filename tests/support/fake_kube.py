@@ -382,7 +382,9 @@ class FakeKube:
     def serve(self, port: int = 0) -> "FakeKube":
         self._server = make_server("127.0.0.1", port, self.wsgi, threaded=True, request_handler=_QuietHandler)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # a short poll interval: shutdown() waits for it, and tests start and stop many servers
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
         self._thread.start()
         # the controllers also run on a clock, like the real ones, not only on requests
         self._ticker = threading.Thread(target=self._tick_loop, daemon=True)
@@ -882,7 +884,7 @@ class FakeHTTP:
     def serve(self) -> "FakeHTTP":
         self._server = make_server("127.0.0.1", 0, self.wsgi, threaded=True, request_handler=_QuietHandler)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
 
     def stop(self) -> None:
