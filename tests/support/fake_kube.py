@@ -508,7 +508,7 @@ class FakeKube:
         return self.behavior.get(deploy_name, self.default_behavior)
 
     def reconcile(self, ready_now: bool = False) -> None:
-        """One pass of the deployment + replicaset controllers (cheap; runs on every request)."""
+        """Run the deployment + replicaset controllers until they settle (on every request and tick)."""
         with self.lock:
             now = time.time()
             for _ in range(5):  # passes until nothing changes: the controllers "caught up" to now
@@ -523,15 +523,15 @@ class FakeKube:
         return value
 
     def _reconcile_pass(self, now: float, ready_now: bool) -> None:
-        if True:
-            for key in [k for k in self.objects if k[0] == "deployments"]:
-                dep = self.objects.get(key)
-                if dep is not None and now - self._changed_at.get(dep["metadata"]["uid"], 0) >= self.observe_delay:
-                    self._reconcile_deployment(dep, now)
-            for key in [k for k in self.objects if k[0] == "replicasets"]:
-                self._reconcile_replicaset(self.objects[key], now, ready_now)
-            for key in [k for k in self.objects if k[0] == "deployments"]:
-                self._deployment_status(self.objects[key], now)
+        # deployment controller (scaling), then replicaset controller (pods), then status
+        for key in [k for k in self.objects if k[0] == "deployments"]:
+            dep = self.objects.get(key)
+            if dep is not None and now - self._changed_at.get(dep["metadata"]["uid"], 0) >= self.observe_delay:
+                self._reconcile_deployment(dep, now)
+        for key in [k for k in self.objects if k[0] == "replicasets"]:
+            self._reconcile_replicaset(self.objects[key], now, ready_now)
+        for key in [k for k in self.objects if k[0] == "deployments"]:
+            self._deployment_status(self.objects[key], now)
 
     def _owned(self, plural: str, owner: dict) -> list[dict]:
         uid = owner["metadata"]["uid"]
