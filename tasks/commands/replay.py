@@ -32,7 +32,10 @@ GITLAB_VERSION = "17.11.0"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="send a webhook payload to a running devops-agent as GitLab does")
     p.add_argument("payload", type=Path, help="a JSON payload file (- for stdin)")
-    p.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8080/webhooks/gitlab")
+    p.add_argument("--url", help="e.g. http://127.0.0.1:8080/webhooks/gitlab")
+    p.add_argument("--dry-run", action="store_true",
+                   help="instead of sending, run the handlers here with DRY_RUN=1 and print every "
+                        "decision (reads GitLab, writes nothing)")
     p.add_argument("--event", help="X-Gitlab-Event (default: from the payload's object_kind)")
     p.add_argument("--idempotency-key", help="reuse a key to test de-duplication (default: new)")
     p.add_argument("--timeout", type=float, default=10.0, help="GitLab's own default is 10 s")
@@ -86,6 +89,12 @@ def replay(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"devops-agent: cannot read {args.payload}: {exc.strerror}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        return dry_run(body, args.event)
+    if not args.url:
+        print("devops-agent: give --url to send the payload, or --dry-run to run it here",
+              file=sys.stderr)
+        return 2
     try:
         event, headers = build_request(body, args.event, args.idempotency_key)
     except (ValueError, ConfigError) as exc:
@@ -109,3 +118,45 @@ def replay(args: argparse.Namespace) -> int:
     print(f"{resp.status} {resp.reason} ({event}, Idempotency-Key {headers['Idempotency-Key']})")
     print(answer)
     return 0 if 200 <= resp.status < 300 else 1
+
+
+def dry_run(body: bytes, event: str | None) -> int:
+    """Run the payload through the handlers in this process, on a throwaway Redis, with every
+    write to GitLab suppressed; print each decision as one JSON line."""
+    import os
+    import tempfile
+
+    from tasks.context import delivery_decisions
+    from tasks.dispatch import process_delivery
+    from tasks.events import kind_of
+    from tasks.redis_server import RedisServer
+    from tasks.runtime import build_runtime
+
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        print(f"devops-agent: payload is not valid JSON: {exc.msg}", file=sys.stderr)
+        return 2
+    event = event or HEADER_FOR_OBJECT_KIND.get(str(payload.get("object_kind")) if isinstance(payload, dict) else "")
+    kind = kind_of(event or "")
+    if kind is None:
+        print(f"devops-agent: cannot tell a handled event kind (got {event!r}); pass --event",
+              file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="devops-agent-dry-run-") as tmp:
+        server = RedisServer(Path(tmp), appendonly=False).start()
+        try:
+            env = {**os.environ, "REDIS_URL": server.client_url(), "DRY_RUN": "1"}
+            settings = load_settings(env, require_secret=False)
+            rt = build_runtime(settings)
+            accepted = rt.inbox.accept(event=event, kind=kind, body=body, idempotency_key=None)
+            outcome = process_delivery(rt, accepted.delivery_id)
+            for decision in delivery_decisions(rt.redis, accepted.delivery_id):
+                print(orjson.dumps(decision, default=str).decode())
+            print(orjson.dumps({"outcome": outcome}).decode())
+        except (ConfigError, ValueError) as exc:
+            print(f"devops-agent: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            server.stop()
+    return 0
