@@ -332,3 +332,25 @@ def test_crash_right_after_the_image_patch_still_rolls_back_to_the_old_image(fak
     step = drive(make_service(cfg), deploy_id)
     assert step.kind == "rolled_back"
     assert image_of(fake) == V1
+
+
+def test_persistent_api_errors_give_up_and_roll_back(fake, web, reporter, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    fake.inject_error("GET", r"/deployments/web/status$", 500, count=4)  # retries: 3, then give up
+    service = make_service(env_config(fake, web))
+    deploy_id = service.start(request(sha="v2"))
+    step = drive(service, deploy_id)
+    assert step.kind == "rolled_back" and "Kubernetes API error" in step.reason and "500" in step.reason
+    assert image_of(fake) == V1
+    timeline = [t for _, t in service.get(deploy_id).timeline]
+    assert sum("retrying" in t for t in timeline) == 3
+
+
+def test_api_errors_during_the_rollback_fail_loudly(fake, web, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    fake.inject_error("GET", r"/deployments/web/status$", 500, count=1000)
+    service = make_service(env_config(fake, web))
+    step = drive(service, service.start(request(sha="v2")))
+    assert step.kind == "failed"
+    assert step.reason.startswith("automatic rollback failed") and "first failure" in step.reason
+    assert service.status("staging", project="42").locked_by is None
