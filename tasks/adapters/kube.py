@@ -9,9 +9,7 @@ needs it.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, TypeVar
-
-T = TypeVar("T")
+from typing import Any, Callable
 
 
 class KubeError(Exception):
