@@ -22,7 +22,9 @@ only an accelerator and a pattern it cannot compile falls back to its prefilter 
 from __future__ import annotations
 
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, BinaryIO, Iterable, Iterator
 
 import re2
@@ -43,8 +45,13 @@ TEXT_CAP = 400
 
 _CSI = re.compile(rb"\x1b\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]")
 # OSC (ESC ] ... BEL or ESC \\), two-byte escapes, and a lone ESC: never across a newline.
-_OTHER_ESC = re.compile(rb"\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[\x20-\x7e]?")
-_SECTION = re.compile(rb"section_(start|end):\d+:([A-Za-z0-9_.\-]+)(?:\[[^\]\r\n]*\])?\r?")
+_OTHER_ESC = re.compile(rb"\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[\x20-\x2f]*[\x30-\x7e]?")
+# GitLab's section markers ("ESC[0Ksection_start:<ts>:<name>[opts]\r") and CSI sequences in one
+# alternation, so a single C-level re.split both removes them and reports the markers.
+_ESCAPES = re.compile(
+    rb"\x1b\[0Ksection_(start|end):\d+:([A-Za-z0-9_.\-]+)(?:\[[^\]\r\n]*\])?\r?"
+    rb"|\x1b\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]"
+)
 _TIMESTAMP_PREFIX = re.compile(rb"(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z [0-9a-fA-F]{2}[OE]\+? ?")
 
 
@@ -203,6 +210,33 @@ def strip_ansi(block: bytes) -> bytes:
     return block
 
 
+def clean_block(raw: bytes, timestamps: bool = False) -> tuple[bytes, list[tuple[int, str, str]]]:
+    """The block as rules see it, and its (offset in the cleaned block, start|end, name) events.
+
+    FF_TIMESTAMPS prefixes go first (they sit before any colour code); then one re.split drops
+    escapes and section markers together. Newlines are never removed.
+    """
+    if timestamps:
+        raw = _TIMESTAMP_PREFIX.sub(b"", raw)
+    if b"\x1b" not in raw:
+        return raw, []
+    parts = _ESCAPES.split(raw)
+    texts = parts[0::3]
+    kinds = parts[1::3]
+    events: list[tuple[int, str, str]] = []
+    if any(kinds):
+        ends = list(accumulate(map(len, texts)))
+        events = [
+            (ends[i], kind.decode(), parts[3 * i + 2].decode("ascii", "replace"))
+            for i, kind in enumerate(kinds)
+            if kind
+        ]
+    block = b"".join(texts)
+    if b"\x1b" in block:  # rare non-CSI escapes; offsets above may drift by a few bytes
+        block = _OTHER_ESC.sub(b"", block)
+    return block, events
+
+
 def read_chunks(source: BinaryIO | str, size: int = BLOCK_BYTES) -> Iterator[bytes]:
     """Chunks of a binary file object or of a path."""
     if isinstance(source, str):
@@ -274,21 +308,9 @@ class Engine:
         sections: list[str] = []
         line_base = 0  # newlines before the current block
         total = 0
-        timestamps: bool | None = None
-        scratch = self.prefilter.scratch()
-        continued = False  # previous block ended mid-line: its line goes on in this one
-        for block, partial in _blocks(chunks):
+        partial = False
+        for block, events, found, partial in self._prefiltered(chunks):
             total += len(block)
-            if timestamps is None:
-                timestamps = _TIMESTAMP_PREFIX.match(block) is not None
-            if b"\x1b" in block:
-                block = strip_ansi(block)
-            events: list[tuple[int, str, str]] = []
-            if b"section_" in block:
-                block, events = _take_sections(block)
-            if timestamps:
-                block = _TIMESTAMP_PREFIX.sub(b"", block)
-            found = self.prefilter.hits(block, scratch)
             for pid, end in found.items():
                 pat = self.patterns[pid]
                 if pat.veto:
@@ -302,14 +324,49 @@ class Engine:
             for _, kind, name in events:
                 _apply_section(sections, kind, name)
             line_base += block.count(b"\n")
-            continued = partial
         # Hits that re2 did not confirm (prefilter supersets, cross-line matches) are not hits.
         return ScanResult(
             hits={r: h for r, h in hits.items() if h.count},
             vetoed=vetoed,
-            lines=line_base + (1 if continued else 0),
+            lines=line_base + (1 if partial else 0),
             bytes=total,
         )
+
+    def _prefiltered(self, chunks: Iterable[bytes]) -> Iterator[tuple[bytes, list, dict[int, int], bool]]:
+        """Cleaned blocks with their section events and prefilter hits, in order.
+
+        Hyperscan releases the GIL while it scans, so from the second block on, block N is
+        scanned on a helper thread while this thread confirms block N-1's hits and cleans block
+        N+1: the two halves of the work overlap instead of adding up. At most three blocks are
+        alive at once, so memory stays flat.
+        """
+        hits = self.prefilter.hits
+        # One scratch is enough: scans never overlap (one helper thread, or none).
+        scratch = self.prefilter.scratch()
+        timestamps: bool | None = None
+        pool: ThreadPoolExecutor | None = None
+        pending: tuple[Future | None, bytes, list, bool] | None = None
+        try:
+            for raw, partial in _blocks(chunks):
+                if timestamps is None:
+                    timestamps = _TIMESTAMP_PREFIX.match(raw) is not None
+                block, events = clean_block(raw, timestamps)
+                if pending is None:
+                    pending = (None, block, events, partial)  # a one-block log never starts a thread
+                    continue
+                if pool is None:
+                    pool = ThreadPoolExecutor(1, thread_name_prefix="rules-scan")
+                    pending = (pool.submit(hits, pending[1], scratch),) + pending[1:]
+                current = (pool.submit(hits, block, scratch), block, events, partial)
+                fut, pblock, pevents, ppartial = pending
+                yield pblock, pevents, fut.result(), ppartial  # type: ignore[union-attr]
+                pending = current
+            if pending is not None:
+                fut, pblock, pevents, ppartial = pending
+                yield pblock, pevents, (fut.result() if fut else hits(pblock, scratch)), ppartial
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def _confirm(self, pat, block, end, line_base, rh, sections, events) -> None:
         rx = pat.regex
@@ -352,7 +409,7 @@ class Engine:
                         line=number,
                         text=_display(line, m.start() - offset),
                         captures=_captures(m),
-                        section=_section_at(sections, events, number - line_base - 1),
+                        section=_section_at(sections, events, le),
                     )
                 )
         if len(rh.evidence) > EVIDENCE_CAP:  # several patterns of one rule: keep the earliest lines
@@ -385,31 +442,6 @@ def _display(line: bytes, at: int) -> str:
     return text.rstrip()
 
 
-def _take_sections(block: bytes) -> tuple[bytes, list[tuple[int, str, str]]]:
-    """Remove GitLab section markers, returning (block-relative line, start|end, name) events."""
-    out: list[bytes] = []
-    events: list[tuple[int, str, str]] = []
-    pos = 0
-    rel_line = 0
-    search_from = 0
-    while True:
-        i = block.find(b"section_", search_from)
-        if i < 0:
-            break
-        m = _SECTION.match(block, i)
-        if m is None:
-            search_from = i + 8
-            continue
-        rel_line += block.count(b"\n", pos, i)
-        out.append(block[pos:i])
-        events.append((rel_line, m.group(1).decode(), m.group(2).decode("ascii", "replace")))
-        pos = search_from = m.end()
-    if not events:
-        return block, events
-    out.append(block[pos:])
-    return b"".join(out), events
-
-
 def _apply_section(stack: list[str], kind: str, name: str) -> None:
     if kind == "start":
         stack.append(name)
@@ -417,11 +449,11 @@ def _apply_section(stack: list[str], kind: str, name: str) -> None:
         del stack[len(stack) - 1 - stack[::-1].index(name) :]
 
 
-def _section_at(stack: list[str], events: list[tuple[int, str, str]], rel_line: int) -> str | None:
-    """The innermost open section at a block-relative line (markers on that line count)."""
+def _section_at(stack: list[str], events: list[tuple[int, str, str]], line_end: int) -> str | None:
+    """The innermost open section for a line: markers before its end (same line included)."""
     current = list(stack)
-    for line, kind, name in events:
-        if line > rel_line:
+    for offset, kind, name in events:
+        if offset > line_end:
             break
         _apply_section(current, kind, name)
     return current[-1] if current else None
