@@ -51,6 +51,8 @@ def test_typed_errors(fake, kube):
 
     with pytest.raises(KubeInvalid, match="field is immutable"):
         kube.patch_deployment(NS, "web", {"spec": {"selector": {"matchLabels": {"app": "other"}}}})
+    # the client sends JSON bodies on PUT and POST without a Content-Type; the fake copes
+    assert {r[2] for r in fake.requests if r[0] in ("PUT", "POST")} == {None}
 
 
 def test_no_server_is_unavailable():
