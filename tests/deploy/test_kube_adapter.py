@@ -169,3 +169,31 @@ def test_label_selectors():
     assert not parse_selector("track notin (canary)")(labels)
     assert not parse_selector("app=web,track!=canary")(labels)
     assert parse_selector("")(labels)
+
+
+def test_fake_controller_rollout_follows_kubectl_rollout_status(fake, kube):
+    from tasks.deploy.rollout import rollout_status
+    fake.add_deployment(NS, "web", "img:v1", replicas=4)
+    fake.observe_delay, fake.ready_after = 0.1, 0.05
+    kube.patch_deployment(NS, "web", {"spec": {
+        "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "template": {"spec": {"containers": [{"name": "app", "image": "img:v2"}]}}}})
+    messages, deadline = [], time.time() + 5
+    while True:
+        dep = kube.read_deployment_status(NS, "web")
+        status = rollout_status(dep)
+        messages.append(status.message.split(": ")[-1])
+        st = dep["status"]
+        assert (st.get("replicas") or 0) <= 5                      # maxSurge 1
+        if dep["status"].get("observedGeneration") == dep["metadata"]["generation"]:
+            assert (st.get("availableReplicas") or 0) >= 4         # maxUnavailable 0
+        if status.state == "done":
+            break
+        assert time.time() < deadline
+        time.sleep(0.01)
+    assert messages[0] == 'waiting for deployment "web" spec update to be observed'
+    assert any("new replicas have been updated" in m for m in messages)
+    assert messages[-1] == 'deployment "web" successfully rolled out'
+    revisions = sorted(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                       for rs in kube.list_replica_sets(NS, "app=web"))
+    assert revisions == ["1", "2"]
