@@ -97,3 +97,24 @@ def test_manual_rollback_after_promotion_undoes_stable(cluster, web, make_servic
     rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob"))
     assert drive(service, rb).kind == "rolled_back"
     assert state(cluster, "web") == (V1, 4) and state(cluster, "web-canary")[1] == 0
+
+
+def test_worker_crash_mid_canary_resumes_and_never_dips_capacity(cluster, web, make_service):
+    cfg = canary_config(cluster, web)
+    first = make_service(cfg)
+    deploy_id = first.start(request())
+    import time
+    while first.get(deploy_id).phase != "canary_analyze":
+        time.sleep(first.advance(deploy_id).seconds)
+    second = make_service(cfg)  # the first worker is gone; a new one picks the id up
+    while True:
+        step = second.advance(deploy_id)
+        pods = cluster.list("pods", NS, "app=web")
+        ready = [p for p in pods if p["status"]["conditions"][0]["status"] == "True"]
+        assert len(ready) >= 4 or step.terminal or second.get(deploy_id).phase == "canary_promote_wait"
+        if step.terminal:
+            break
+        time.sleep(step.seconds)
+    assert step.kind == "succeeded"
+    assert state(cluster, "web") == ("registry.example.com/shop/web:v2", 4)
+    assert state(cluster, "web-canary")[1] == 0
