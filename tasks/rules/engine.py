@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, compress
 from typing import Any, BinaryIO, Iterable, Iterator
 
 import re2
@@ -103,19 +103,27 @@ class _HyperscanPrefilter:
     def __init__(self, patterns: list[tuple[int, bytes]]):
         base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_MULTILINE
         self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        ids, exprs, flags = [], [], []
         self.rejected: list[int] = []
-        for pid, expr in patterns:
-            flag = _hs_flags_for(expr, base)
-            if flag is None:
-                self.rejected.append(pid)
-                continue
-            ids.append(pid)
-            exprs.append(expr)
-            flags.append(flag)
-        self.empty = not ids
-        if not self.empty:
-            self.db.compile(expressions=exprs, ids=ids, elements=len(ids), flags=flags)
+        chosen = [(pid, expr, base) for pid, expr in patterns]
+        try:
+            self._compile(chosen)
+        except hyperscan.error:
+            # Hyperscan names no culprit: find each pattern's flags one by one (slow path, only
+            # for tables with a construct Hyperscan lacks, e.g. lookaround or (?U)).
+            chosen = []
+            for pid, expr in patterns:
+                flag = _hs_flags_for(expr, base)
+                if flag is None:
+                    self.rejected.append(pid)
+                else:
+                    chosen.append((pid, expr, flag))
+            self._compile(chosen)
+        self.empty = not chosen
+
+    def _compile(self, chosen: list[tuple[int, bytes, int]]) -> None:
+        if chosen:
+            ids, exprs, flags = zip(*chosen)
+            self.db.compile(expressions=list(exprs), ids=list(ids), elements=len(ids), flags=list(flags))
 
     def scratch(self) -> Any:
         # One scratch per scan keeps concurrent classifications in threads from sharing it.
@@ -226,10 +234,10 @@ def clean_block(raw: bytes, timestamps: bool = False) -> tuple[bytes, list[tuple
     events: list[tuple[int, str, str]] = []
     if any(kinds):
         ends = list(accumulate(map(len, texts)))
+        # compress() picks the few marker positions out of thousands of colour codes in C.
         events = [
-            (ends[i], kind.decode(), parts[3 * i + 2].decode("ascii", "replace"))
-            for i, kind in enumerate(kinds)
-            if kind
+            (ends[i], kinds[i].decode(), parts[3 * i + 2].decode("ascii", "replace"))
+            for i in compress(range(len(kinds)), kinds)
         ]
     block = b"".join(texts)
     if b"\x1b" in block:  # rare non-CSI escapes; offsets above may drift by a few bytes

@@ -1,0 +1,117 @@
+"""Benchmark: classify a large realistic job log, next to GNU grep over the same patterns.
+
+    ./dev bench classify [--size MB] [--tmpdir DIR]
+
+Writes the generated log to a temporary directory (deleted afterwards), then reports:
+  * engine pass: RuleTable.classify over the file, in this process (table already compiled),
+    once with the Hyperscan prefilter and once with the re2-only fallback;
+  * whole process: `devops-agent classify FILE --format json` wall time, start-up and table
+    compile included, with its peak RSS;
+  * GNU grep: `LC_ALL=C grep -E -f patterns FILE`, the default table's log patterns translated
+    to ERE (named and non-capturing groups made plain, \\d -> [0-9], (?i) dropped), which is
+    close enough to compare throughput, not results.
+Numbers are MB/s (10^6 bytes) and ratios to grep; each timing is the best of --repeat runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import genlog  # noqa: E402
+
+from tasks.rules import load_table  # noqa: E402
+from tasks.rules.engine import read_chunks  # noqa: E402
+
+
+def ere(pattern: str) -> str:
+    p = re.sub(r"\(\?P?<[A-Za-z_]\w*>", "(", pattern)
+    p = p.replace("(?:", "(").replace("(?i)", "").replace("(?U)", "")
+    return p.replace("\\d", "[0-9]")
+
+
+def best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def run_child(argv: list[str]) -> tuple[float, int, bytes]:
+    """Wall time, peak RSS (KiB) and stdout of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C"})
+    out = proc.stdout.read()
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    return time.perf_counter() - start, usage.ru_maxrss, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=200, help="log size in MB (default 200)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per timing; the best is reported")
+    ap.add_argument("--tmpdir", default=None, help="where to write the log (default: system temp)")
+    args = ap.parse_args(argv)
+
+    workdir = Path(tempfile.mkdtemp(prefix="classify-bench-", dir=args.tmpdir))
+    try:
+        log = workdir / "job.log"
+        size = genlog.write(log, args.size * 1_000_000)
+        mb = size / 1e6
+        subprocess.run(["cat", str(log)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
+
+        start = time.perf_counter()
+        table = load_table()
+        compile_s = time.perf_counter() - start
+        patterns = workdir / "patterns.ere"
+        patterns.write_text("\n".join(ere(p.source) for p in table.engine.patterns) + "\n")
+
+        result = table.classify(read_chunks(str(log)))
+        assert result.rule_id == "gcc-clang-error", result.to_dict()
+        engine_s = best(lambda: table.classify(read_chunks(str(log))), args.repeat)
+        re2_table = load_table(use_hyperscan=False)
+        re2_s = best(lambda: re2_table.classify(read_chunks(str(log))), args.repeat)
+
+        cli = [sys.executable, "-m", "tasks.cli", "classify", str(log), "--format", "json"]
+        proc_runs = [run_child(cli) for _ in range(args.repeat)]
+        proc_s = min(r[0] for r in proc_runs)
+        proc_rss = max(r[1] for r in proc_runs)
+        grep = shutil.which("grep") or "grep"
+        grep_runs = [run_child([grep, "-E", "-f", str(patterns), str(log)]) for _ in range(args.repeat)]
+        grep_s = min(r[0] for r in grep_runs)
+
+        print(f"log: {mb:.0f} MB, {sum(1 for _ in open(log, 'rb')):,} lines; rules: {len(table.rules)}, "
+              f"log patterns: {len(table.engine.patterns)}; backend: {table.backend}; compile {compile_s * 1000:.0f} ms")
+        print(f"{'':34}{'seconds':>9}{'MB/s':>9}{'vs grep':>9}")
+        rows = [
+            (f"engine pass ({table.backend})", engine_s),
+            ("engine pass (re2 fallback)", re2_s),
+            ("devops-agent classify (process)", proc_s),
+            ("LC_ALL=C grep -E -f patterns", grep_s),
+        ]
+        for name, secs in rows:
+            print(f"{name:34}{secs:9.2f}{mb / secs:9.0f}{grep_s / secs:8.2f}x")
+        print(f"classify process peak RSS: {proc_rss / 1024:.0f} MiB; cores: {os.cpu_count()}; "
+              f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return 0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
