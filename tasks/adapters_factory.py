@@ -25,5 +25,22 @@ def _rules(rt: Any) -> Any:
     return load_table(rt.settings.rules_file)
 
 
+def _config(rt: Any) -> Any:
+    from tasks.config import load_config
+
+    return load_config(rt.settings.config_file)
+
+
+def _deployer(rt: Any) -> Any:
+    from tasks.chatops.deployer import RecordingDeployer
+
+    config = rt.adapter("config")
+    if config.environments:
+        from tasks.chatops.kube_deployer import KubeDeployer
+
+        return KubeDeployer(rt, config)
+    return RecordingDeployer(rt.redis)
+
+
 def default_factories() -> dict[str, Callable[[Any], Any]]:
-    return {"gitlab": _gitlab, "rules": _rules}
+    return {"gitlab": _gitlab, "rules": _rules, "config": _config, "deployer": _deployer}

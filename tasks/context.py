@@ -35,6 +35,7 @@ class HandlerContext:
     gitlab: Any = None
     deployer: Any = None
     rules: Any = None
+    config: Any = None
     decisions: list[dict[str, Any]] = field(default_factory=list)
     # Tests collect follow-on tasks here instead of sending them to the broker.
     enqueued: list[tuple[str, dict[str, Any], str | None]] | None = None

@@ -141,6 +141,7 @@ class IssueAttributes(_Model):
     description: str | None = None
     action: str | None = None
     state: str | None = None
+    updated_at: str | None = None
 
 
 class IssueEvent(_Model):
@@ -166,6 +167,7 @@ class MRAttributes(_Model):
     source_branch: str | None = None
     target_branch: str | None = None
     last_commit: Commit | None = None
+    updated_at: str | None = None
 
 
 class MergeRequestEvent(_Model):
@@ -192,6 +194,7 @@ class NoteAttributes(_Model):
 
 class NoteIssue(_Model):
     iid: int
+    source_branch: str | None = None  # merge requests only
 
 
 class NoteEvent(_Model):

@@ -56,7 +56,7 @@ class LazyContext(HandlerContext):
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)
-        if value is None and name in ("gitlab", "deployer", "rules"):
+        if value is None and name in ("gitlab", "deployer", "rules", "config"):
             rt = object.__getattribute__(self, "runtime")
             if rt is not None:
                 value = rt.adapter(name)

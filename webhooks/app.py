@@ -166,6 +166,32 @@ def create_app(settings: Settings | None = None) -> Flask:
             registry = REGISTRY
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
+    @app.get("/audit")
+    def audit_view() -> Response:
+        """The ChatOps audit trail, newest first; needs AUDIT_TOKEN as a Bearer token."""
+        from tasks import audit
+        from tasks.commands.audit import parse_since
+
+        if settings.audit_token is None:
+            return reply(404, status="refused", error="set AUDIT_TOKEN to enable /audit")
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
+        try:
+            check_token(given.decode(errors="replace"), [settings.audit_token.value.encode()])
+        except VerificationError as exc:
+            return reply(401, status="refused", error=str(exc).replace("X-Gitlab-Token",
+                                                                       "Authorization: Bearer"))
+        try:
+            since = parse_since(request.args.get("since"))
+            limit = min(1000, max(1, int(request.args.get("limit", "100"))))
+        except ValueError as exc:
+            return reply(400, status="refused", error=str(exc))
+        try:
+            entries = audit.query(client, project=request.args.get("project"), since=since,
+                                  limit=limit)
+        except redis.RedisError:
+            return reply(503, status="unavailable", error="the store is unreachable")
+        return reply(200, entries=entries)
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         if exc.code == 413:

@@ -10,5 +10,8 @@ HELP = HelpRecord(description="Records deployments GitLab reports (environment, 
 
 @handler("deployment_status", kinds=("deployment",), help=HELP)
 def handle(event, ctx):
+    key = f"da:deployed:{event.project.id}:{event.environment}"
+    ctx.redis.hset(key, mapping={"status": event.status, "ref": event.ref or "",
+                                 "sha": event.sha or "", "deployment": event.deployment_id or 0})
     return ctx.decide("deployment", environment=event.environment, status=event.status,
                       ref=event.ref, sha=event.sha)

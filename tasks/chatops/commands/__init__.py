@@ -1,0 +1,1 @@
+"""One module per ChatOps command; each registers itself with a help record."""

@@ -1,0 +1,169 @@
+"""Running ChatOps commands and label triggers: parse, check, act, reply, audit.
+
+Commands register here, one module each under tasks/chatops/commands/, with a help record that
+feeds `/devops help` and the README's command table.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from tasks import audit
+from tasks.chatops.deployer import DeployRequest, Ticket
+from tasks.chatops.gates import evaluate
+from tasks.comments import upsert_comment
+from tasks.config import AgentConfig
+from tasks.handlers import CommandHelp
+from tasks.store import Store
+
+log = logging.getLogger("devops_agent.chatops")
+
+COMMAND_MODULES = ("deploy", "rollback", "promote", "retry", "status", "lock", "help")
+
+
+@dataclass(frozen=True)
+class ChatCommand:
+    name: str
+    fn: Callable[["Invocation"], str]
+    help: CommandHelp
+
+
+COMMANDS: dict[str, ChatCommand] = {}
+
+
+def command(name: str, help: CommandHelp) -> Callable:
+    def wrap(fn: Callable[["Invocation"], str]) -> Callable[["Invocation"], str]:
+        COMMANDS[name] = ChatCommand(name, fn, help)
+        return fn
+    return wrap
+
+
+def load_commands() -> dict[str, ChatCommand]:
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"tasks.chatops.commands.{name}")
+    return COMMANDS
+
+
+@dataclass
+class Invocation:
+    """One command (or label trigger) in flight: who asked, where, and how to answer."""
+
+    ctx: Any  # HandlerContext: settings, redis, gitlab, deployer, decide()
+    config: AgentConfig
+    project: int
+    project_path: str | None
+    default_branch: str | None
+    kind: str  # "issue" or "mr" — where the command was written
+    iid: int
+    user_id: int
+    username: str | None
+    name: str
+    args: tuple[str, ...]
+    line: str
+    subject: str  # the reply comment's subject
+    mr_source_branch: str | None = None
+    trigger_label: str | None = None
+    audit_extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store(self) -> Store:
+        return Store(self.ctx.redis)
+
+    def reply(self, text: str) -> str:
+        """The one reply to this command, quoting it, edited in place as things progress."""
+        quoted = "\n".join("> " + l for l in self.line.splitlines()) if self.line else ""
+        who = f"@{self.username} " if self.username else ""
+        body = f"{quoted}\n\n{who}{text}".strip()
+        return upsert_comment(self.ctx.gitlab, self.store, self.project, self.kind, self.iid,
+                              self.subject, body)
+
+    def audit(self, outcome: str, **details: Any) -> None:
+        audit.record(self.ctx.redis, project=self.project, project_path=self.project_path,
+                     where=f"{self.kind}:{self.iid}", user=self.username, user_id=self.user_id,
+                     command=self.line or self.trigger_label, action=self.name,
+                     outcome=outcome, **self.audit_extra, **details)
+
+    def default_ref(self) -> str | None:
+        return self.mr_source_branch or self.default_branch
+
+
+def split_force(args: tuple[str, ...]) -> tuple[tuple[str, ...], str | None, str | None]:
+    """(args without --force, reason or None, error or None)."""
+    if "--force" not in args:
+        return args, None, None
+    i = args.index("--force")
+    if i + 1 >= len(args):
+        return args[:i], None, '--force needs a written reason: --force "why"'
+    return args[:i] + args[i + 2:], args[i + 1], None
+
+
+def request_action(inv: Invocation, action: str, env: str, *, ref: str | None = None,
+                   revision: str | None = None, force_reason: str | None = None) -> str:
+    """Gate, audit and submit a deploy, rollback or promote; reply and flip labels."""
+    access = inv.config.env_access(env)
+    if access is None:
+        known = ", ".join(sorted(inv.config.access)) or "none"
+        inv.audit("refused", env=env, reason="unknown environment")
+        inv.reply(f"❌ unknown environment `{env}`. Known: {known}.")
+        return "refused: unknown environment"
+    ref = ref or inv.default_ref()
+    allowed, gates = evaluate(inv.ctx.gitlab, inv.ctx.redis, access, project=inv.project,
+                              env=env, ref=ref or "", user_id=inv.user_id, username=inv.username,
+                              mr_iid=inv.iid if inv.kind == "mr" else None,
+                              force_reason=force_reason)
+    gate_log = [g.as_dict() for g in gates]
+    if not allowed:
+        refusing = next(g for g in gates if not g.passed)
+        inv.audit("refused", env=env, ref=ref, gates=gate_log, forced=force_reason is not None)
+        inv.reply(f"❌ `{action} {env}` refused by the **{refusing.name}** gate: {refusing.detail}")
+        if inv.trigger_label:
+            inv.ctx.gitlab.remove_labels(inv.project, inv.kind, inv.iid, [inv.trigger_label])
+        inv.ctx.decide("refused", env=env, gate=refusing.name)
+        return f"refused: {refusing.name}"
+    sha = None
+    if action == "deploy":
+        latest = inv.ctx.gitlab.latest_pipeline(inv.project, ref) if ref else None
+        sha = latest.get("sha") if latest else None
+        if sha is None:
+            inv.audit("refused", env=env, ref=ref, gates=gate_log, reason="no pipeline for ref")
+            inv.reply(f"❌ `{ref}` has no pipeline, so there is no image to deploy. Push or run "
+                      "a pipeline first.")
+            return "refused: no pipeline"
+    labels = inv.config.labels
+    if inv.trigger_label or action == "deploy":
+        inv.ctx.gitlab.add_labels(inv.project, inv.kind, inv.iid, [labels.name("deploying", env)])
+        if inv.trigger_label:
+            inv.ctx.gitlab.remove_labels(inv.project, inv.kind, inv.iid, [inv.trigger_label])
+    inv.reply(f"⏳ {action} of `{env}`{f' at `{ref}`' if ref else ''} queued.")
+    request = DeployRequest(project=inv.project, env=env, action=action, ref=ref, sha=sha,
+                            revision=revision, requested_by=inv.username, reason=force_reason,
+                            reply_to=(inv.kind, inv.iid, inv.subject),
+                            trigger_label=inv.trigger_label,
+                            request_id=f"{inv.project}:{inv.kind}:{inv.iid}:{inv.subject}")
+    ticket: Ticket = inv.ctx.deployer.submit(request)
+    inv.audit(ticket.status, env=env, ref=ref, sha=sha, gates=gate_log, revision=revision,
+              forced=force_reason is not None, deploy_id=ticket.deploy_id, detail=ticket.detail)
+    finish(inv.ctx.gitlab, inv.config, inv.project, inv.kind, inv.iid, env, action, ticket,
+           reply=inv.reply)
+    inv.ctx.decide(action, env=env, ref=ref, status=ticket.status, deploy_id=ticket.deploy_id)
+    return ticket.status
+
+
+def finish(gitlab: Any, config: AgentConfig, project: int, kind: str, iid: int, env: str,
+           action: str, ticket: Ticket, reply: Callable[[str], Any]) -> None:
+    """Report a ticket's state in the reply and the environment labels."""
+    labels = config.labels
+    if ticket.status in ("queued", "running"):
+        reply(f"🚀 {action} of `{env}` is {ticket.status}: {ticket.detail}")
+        return
+    if ticket.status == "succeeded":
+        reply(f"✅ {action} of `{env}` done: {ticket.detail}")
+        final = labels.name("deployed", env)
+    else:
+        reply(f"❌ {action} of `{env}` {ticket.status}: {ticket.detail}")
+        final = labels.name("failed", env)
+    gitlab.add_labels(project, kind, iid, [final])
+    gitlab.remove_labels(project, kind, iid, [labels.name("deploying", env)])

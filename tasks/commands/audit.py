@@ -1,0 +1,76 @@
+"""`devops-agent audit [--project P] [--since T]`: who ran what, where, and what came of it."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+import sys
+import time
+
+import orjson
+
+_RELATIVE = re.compile(r"^(\d+)([smhd])$")
+
+
+def parse_since(raw: str | None) -> float | None:
+    """`30m`, `2h`, `7d`, a Unix time, or an ISO date/time; ValueError otherwise."""
+    if raw is None:
+        return None
+    m = _RELATIVE.match(raw.strip())
+    if m:
+        return time.time() - int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"--since: expected 30m, 2h, 7d, a Unix time or an ISO date, not {raw!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audit", help="show the ChatOps audit trail, newest first")
+    p.add_argument("--project", help="project id or full path")
+    p.add_argument("--since", help="30m, 2h, 7d, a Unix time or an ISO date")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tasks import audit
+    from tasks.runtime import redis_client
+    from tasks.settings import ConfigError, load_settings
+
+    try:
+        since = parse_since(args.since)
+        settings = load_settings(require_secret=False)
+    except (ValueError, ConfigError) as exc:
+        print(f"devops-agent: {exc}", file=sys.stderr)
+        return 2
+    if not settings.redis_url:
+        print("devops-agent: REDIS_URL is not set (for the embedded default, use "
+              "REDIS_URL=unix://$PWD/devops-agent-data/redis/redis.sock)", file=sys.stderr)
+        return 2
+    try:
+        entries = audit.query(redis_client(settings.redis_url), project=args.project,
+                              since=since, limit=max(1, args.limit))
+    except Exception as exc:  # noqa: BLE001 - any Redis trouble is reported the same way
+        print(f"devops-agent: cannot read the audit trail: {exc}", file=sys.stderr)
+        return 1
+    for e in entries:
+        if args.format == "json":
+            print(orjson.dumps(e).decode())
+            continue
+        when = dt.datetime.fromtimestamp(e["at"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        refused = [g["gate"] for g in e.get("gates", []) if not g.get("passed")]
+        extra = f" refused by {', '.join(refused)}" if refused else ""
+        forced = " (forced)" if e.get("forced") else ""
+        print(f"{when}Z  {e.get('project_path') or e.get('project')} {e.get('where')}  "
+              f"@{e.get('user')}  {e.get('command')!s:40}  {e.get('outcome')}{extra}{forced}")
+    return 0

@@ -1,0 +1,53 @@
+"""Table-driven: which notes carry which commands (negatives included, as Prow's hold_test)."""
+
+import pytest
+
+from tasks.chatops.parse import MAX_COMMANDS_PER_NOTE, parse_commands
+
+CASES = [
+    ("plain command", "/devops deploy staging", [("deploy", ("staging",))]),
+    ("case-insensitive", "/DevOps Deploy staging", [("deploy", ("staging",))]),
+    ("after text on its own line", "LGTM\n\n/devops retry", [("retry", ())]),
+    ("two commands", "/devops lock production db work\n/devops status",
+     [("lock", ("production", "db", "work")), ("status", ())]),
+    ("quoted reason", '/devops deploy production --force "hotfix for INC-1"',
+     [("deploy", ("production", "--force", "hotfix for INC-1"))]),
+    ("only the prefix", "/devops", [("", ())]),
+    ("leading spaces up to three", "   /devops help", [("help", ())]),
+    ("trailing spaces", "/devops status   ", [("status", ())]),
+    ("glued word is another command", "/devops deployall", [("deployall", ())]),
+    ("prefix glued to a word", "/devopsdeploy staging", []),
+    ("mid-sentence", "please /devops deploy staging now", []),
+    ("quoted line", "> /devops deploy production", []),
+    ("quoted with spaces", "  > /devops deploy production", []),
+    ("fenced code block", "```\n/devops deploy production\n```", []),
+    ("tilde fence", "~~~sh\n/devops deploy production\n~~~", []),
+    ("indented code", "    /devops deploy production", []),
+    ("html comment", "<!-- /devops deploy production -->", []),
+    ("multi-line html comment", "<!--\n/devops deploy production\n-->", []),
+    ("after a closed fence", "```\nx\n```\n/devops status", [("status", ())]),
+    ("GitLab quick action is not ours", "/deploy staging", []),
+    ("another prefix", "/devopsx deploy", []),
+    ("empty", "", []),
+]
+
+
+@pytest.mark.parametrize("body,expected", [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
+def test_parse(body, expected):
+    assert [(c.name, c.args) for c in parse_commands(body)] == expected
+
+
+def test_configurable_prefix():
+    assert [c.name for c in parse_commands("/ops deploy x\n/devops deploy y", "/ops")] == ["deploy"]
+
+
+def test_unbalanced_quote_is_reported_not_raised():
+    [cmd] = parse_commands('/devops lock production "unterminated')
+    assert cmd.error and "parse" in cmd.error
+
+
+def test_hostile_notes_are_bounded():
+    body = "/devops status\n" * 1000 + "x" * 1_000_000
+    assert len(parse_commands(body)) == MAX_COMMANDS_PER_NOTE
+    assert parse_commands("```\n" + "/devops deploy production\n" * 10000) == []
+    assert parse_commands("\x00/devops \x00 deploy\x00") == []
