@@ -80,6 +80,9 @@ class Pattern:
 class RuleHits:
     evidence: list[Evidence] = field(default_factory=list)
     lines: set[int] = field(default_factory=set)
+    # line_base of the block evidence was last taken from: a rule's other patterns may still
+    # find earlier lines in that same block, so it stays open for them.
+    evidence_block: int = -1
 
     @property
     def count(self) -> int:
@@ -382,7 +385,7 @@ class Engine:
         # All single-line matches end at or after the prefilter's first end: start on its line.
         pos = block.rfind(b"\n", 0, max(end - 1, 0)) + 1 if end else 0
         counted_to, line_no = 0, line_base  # newlines counted incrementally, so one pass per block
-        want_evidence = len(rh.evidence) < EVIDENCE_CAP
+        want_evidence = len(rh.evidence) < EVIDENCE_CAP or rh.evidence_block == line_base
         evidence_before = len(rh.evidence)
         n = len(block)
         while pos < n and rh.count < COUNT_CAP:
@@ -412,6 +415,7 @@ class Engine:
                 continue
             rh.lines.add(number)
             if want_evidence and len(rh.evidence) - evidence_before < EVIDENCE_CAP:
+                rh.evidence_block = line_base
                 rh.evidence.append(
                     Evidence(
                         line=number,

@@ -224,3 +224,16 @@ def test_threads_can_share_a_table(table):
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda log: table.classify([log]), logs))
     assert [r.evidence[0].captures["file"] for r in results] == [f"src/{i}.c" for i in range(16)]
+
+
+def test_evidence_from_several_patterns_keeps_the_earliest_lines(tmp_path):
+    rules = write_rules(
+        tmp_path,
+        "rules:\n  - id: two\n    category: unknown\n    match: {log: ['late (?P<n>\\d+)', 'early']}\n",
+    )
+    log = b"".join(b"late %d\n" % i for i in range(10)) + b"early\n"
+    log = b"early\n" + log
+    for hs in (False, True):
+        result = load_table(rules, include_default=False, use_hyperscan=hs).classify([log])
+        assert [e.line for e in result.evidence] == [1, 2, 3, 4, 5]
+        assert result.matched_lines == 12
