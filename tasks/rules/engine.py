@@ -262,7 +262,12 @@ def read_chunks(source: BinaryIO | str, size: int = BLOCK_BYTES) -> Iterator[byt
 
 
 def _blocks(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
-    """Newline-aligned blocks of about BLOCK_BYTES; the flag says the block ends mid-line."""
+    """Newline-aligned blocks of about BLOCK_BYTES; the flag says the block ends mid-line.
+
+    Small chunks (python-gitlab yields 1 KiB) are coalesced. A big chunk is not glued to the
+    partial line carried from the previous one (that would copy the whole chunk again): the
+    carried line is finished as a small block of its own and the chunk is sliced once.
+    """
     pending: list[bytes] = []
     size = 0
     for chunk in chunks:
@@ -272,6 +277,15 @@ def _blocks(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
             chunk = chunk.encode("utf-8", "replace")
         elif not isinstance(chunk, bytes):
             chunk = bytes(chunk)
+        if pending and len(chunk) >= BLOCK_BYTES // 2:
+            first = chunk.find(b"\n")
+            if first >= 0:
+                pending.append(chunk[: first + 1])
+                yield b"".join(pending), False
+                pending, size = [], 0
+                chunk = chunk[first + 1 :] if first + 1 < len(chunk) else b""
+                if not chunk:
+                    continue
         pending.append(chunk)
         size += len(chunk)
         if size < BLOCK_BYTES:
@@ -285,9 +299,13 @@ def _blocks(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
             yield buf, True
             pending, size = [], 0
             continue
+        if cut + 1 == len(buf):
+            yield buf, False
+            pending, size = [], 0
+            continue
         yield buf[: cut + 1], False
         rest = buf[cut + 1 :]
-        pending, size = ([rest], len(rest)) if rest else ([], 0)
+        pending, size = [rest], len(rest)
     if pending:
         buf = b"".join(pending)
         yield buf, not buf.endswith(b"\n")

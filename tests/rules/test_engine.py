@@ -237,3 +237,14 @@ def test_evidence_from_several_patterns_keeps_the_earliest_lines(tmp_path):
         result = load_table(rules, include_default=False, use_hyperscan=hs).classify([log])
         assert [e.line for e in result.evidence] == [1, 2, 3, 4, 5]
         assert result.matched_lines == 12
+
+
+@pytest.mark.parametrize("step", [700_001, 1 << 20, 3 << 20])
+def test_big_chunks_cut_mid_line_keep_line_numbers(table, step):
+    lines = [b"noise line %d with some text\n" % i for i in range(200_000)]
+    lines[123_456] = b"src/x.c:9: error: boom\n"
+    lines[199_998] = b"src/y.c:9: error: boom\n"
+    log = b"".join(lines)
+    result = table.classify(log[i : i + step] for i in range(0, len(log), step))
+    assert [e.line for e in result.evidence] == [123_457, 199_999]
+    assert result.to_dict() == table.classify([log]).to_dict()
