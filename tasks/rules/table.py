@@ -158,13 +158,41 @@ def _line(node: Node) -> int:
     return node.start_mark.line + 1
 
 
+def _first_shared(root: Node) -> Node | None:
+    """A node reachable twice (what an alias makes), found without expanding anything."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            return node
+        seen.add(id(node))
+        if isinstance(node, SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, MappingNode):
+            for k, v in node.value:
+                stack.extend((k, v))
+    return None
+
+
 def _compose(text: str, name: str) -> tuple[Node | None, list[Problem]]:
     try:
-        loader = _NoAliasLoader(text)
+        if _CLoader is not None:
+            # libyaml composes ~10x faster and caps nesting depth itself; aliases come back as
+            # shared nodes (not expanded), which _first_shared spots.
+            loader = _CLoader(text)
+        else:
+            loader = _NoAliasLoader(text)
         try:
-            return loader.get_single_node(), []
+            root = loader.get_single_node()
         finally:
             loader.dispose()
+        shared = _first_shared(root) if root is not None else None
+        if shared is not None:
+            return None, [
+                Problem(name, _line(shared), None, None, "aliases (*name) are not allowed in a rules file")
+            ]
+        return root, []
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         msg = " ".join(str(x) for x in (exc.context, exc.problem) if x)
@@ -173,6 +201,9 @@ def _compose(text: str, name: str) -> tuple[Node | None, list[Problem]]:
         return None, [Problem(name, None, None, None, f"not valid YAML: {exc}")]
     except RecursionError:
         return None, [Problem(name, None, None, None, "not valid YAML: nested too deeply")]
+
+
+_CLoader = getattr(yaml, "CSafeLoader", None)
 
 
 class _Bad:

@@ -178,3 +178,13 @@ def test_description_fallbacks(tmp_path):
     # {x.__class__} style fields are not format specs: they are plain text.
     user2 = write_rules(tmp_path, "rules:\n  - id: y\n    category: unknown\n    description: 'a {0} {x.y}'\n    match: {exit_code: 3}\n", "r2.yaml")
     assert load_table(user2, include_default=False).classify([], exit_code=3).description == "a {0} {x.y}"
+
+
+def test_pure_python_yaml_path_is_as_strict(tmp_path, monkeypatch):
+    # Without libyaml the composer is PyYAML's own; aliases and deep nesting still give problems.
+    import tasks.rules.table as table_mod
+
+    monkeypatch.setattr(table_mod, "_CLoader", None)
+    assert any("aliases" in p.message for p in problems(tmp_path, "a: &a [1]\nrules: *a\n"))
+    assert problems(tmp_path, "rules: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert check_files(None) == []
