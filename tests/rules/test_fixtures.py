@@ -113,3 +113,19 @@ def test_log_rule_outranks_bare_failure_reason(default_table):
     assert result.rule_id == "runner-system-failure"
     assert "timed out waiting for pod to start" in result.description
     assert "gitlab-runner-failure-reason" in result.also_matched
+
+
+@pytest.mark.parametrize(
+    "line, rule",
+    [
+        # The same failures as the fixtures, in other shapes users' logs have: colours, wrappers.
+        (b"\x1b[31mFAILED\x1b[0m tests/test_x.py::test_y - assert 1 == 2", "pytest-failure"),
+        (b"2024-05-14T08:27:39.000001Z 01O src/x.c:3:1: error: expected ';'", "gcc-clang-error"),
+        (b"[0] npm ERR! 503 Service Unavailable - GET https://registry.npmjs.org/left-pad", "registry-http-5xx"),
+        (b"/bin/bash: line 143:   812 Killed                  python train.py", "oom-killed"),
+        # A web app's own 500 in its test output is not a registry outage.
+        (b"127.0.0.1 - - GET /api/items 500 Internal Server Error", None),
+    ],
+)
+def test_patterns_hold_beyond_the_fixtures(default_table, line, rule):
+    assert default_table.classify([line + b"\n"]).rule_id == rule
