@@ -21,10 +21,15 @@ only an accelerator and a pattern it cannot compile falls back to its prefilter 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import platform
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import accumulate, compress
+from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
 import re2
@@ -105,8 +110,13 @@ class _HyperscanPrefilter:
 
     def __init__(self, patterns: list[tuple[int, bytes]]):
         base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_MULTILINE
-        self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self.rejected: list[int] = []
+        self.empty = not patterns
+        cached = _cache_load(patterns, base)
+        if cached is not None:
+            self.db, self.rejected, self.empty = cached
+            return
+        self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         chosen = [(pid, expr, base) for pid, expr in patterns]
         try:
             self._compile(chosen)
@@ -122,6 +132,8 @@ class _HyperscanPrefilter:
                     chosen.append((pid, expr, flag))
             self._compile(chosen)
         self.empty = not chosen
+        if chosen:
+            _cache_store(patterns, base, self.db, self.rejected)
 
     def _compile(self, chosen: list[tuple[int, bytes, int]]) -> None:
         if chosen:
@@ -142,6 +154,55 @@ class _HyperscanPrefilter:
 
         self.db.scan(block, match_event_handler=on_match, scratch=scratch)
         return found
+
+
+def _cache_dir() -> Path | None:
+    """Where compiled databases are kept: $DEVOPS_AGENT_CACHE_DIR ("" disables), else XDG."""
+    configured = os.environ.get("DEVOPS_AGENT_CACHE_DIR")
+    if configured is not None:
+        return Path(configured) if configured else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "devops-agent"
+
+
+def _cache_key(patterns: list[tuple[int, bytes]], base: int) -> str:
+    h = hashlib.sha256(f"{getattr(hyperscan, '__version__', '?')}|{platform.machine()}|{base}".encode())
+    for pid, expr in patterns:
+        h.update(b"%d\0%s\0" % (pid, expr))
+    return h.hexdigest()
+
+
+def _cache_load(patterns: list[tuple[int, bytes]], base: int) -> tuple[Any, list[int], bool] | None:
+    """A serialized database for exactly these patterns (compiling costs ~80 ms per start-up,
+    loading ~0.1 ms). Any doubt (unreadable, truncated, digest mismatch) means compile again."""
+    root = _cache_dir()
+    if root is None or not patterns:
+        return None
+    try:
+        raw = (root / f"hs-{_cache_key(patterns, base)}.db").read_bytes()
+        header, _, blob = raw.partition(b"\n")
+        meta = json.loads(header)
+        if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
+            return None
+        return hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK), list(meta["rejected"]), bool(meta["empty"])
+    except (OSError, ValueError, KeyError, TypeError, hyperscan.error):
+        return None
+
+
+def _cache_store(patterns: list[tuple[int, bytes]], base: int, db: Any, rejected: list[int]) -> None:
+    root = _cache_dir()
+    if root is None:
+        return
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        blob = hyperscan.dumpb(db)
+        meta = {"sha256": hashlib.sha256(blob).hexdigest(), "rejected": rejected, "empty": False}
+        path = root / f"hs-{_cache_key(patterns, base)}.db"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(json.dumps(meta).encode() + b"\n" + blob)
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the new one
+    except (OSError, hyperscan.error):
+        pass
 
 
 def _hs_flags_for(expr: bytes, base: int) -> int | None:

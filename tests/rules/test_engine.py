@@ -248,3 +248,23 @@ def test_big_chunks_cut_mid_line_keep_line_numbers(table, step):
     result = table.classify(log[i : i + step] for i in range(0, len(log), step))
     assert [e.line for e in result.evidence] == [123_457, 199_999]
     assert result.to_dict() == table.classify([log]).to_dict()
+
+
+@pytest.mark.skipif("hyperscan" not in BACKENDS, reason="needs the hyperscan wheel")
+def test_compiled_database_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DEVOPS_AGENT_CACHE_DIR", str(cache))
+    rules = write_rules(
+        tmp_path,
+        "rules:\n  - id: u\n    category: unknown\n    match: {log: ['(?U)x\\d+y']}\n"
+        "  - id: p\n    category: unknown\n    match: {log: ['plain']}\n",
+    )
+    first = load_table(rules, include_default=False)
+    (db_file,) = cache.glob("hs-*.db")
+    second = load_table(rules, include_default=False)  # from the cache, rejects remembered
+    assert second.backend == first.backend == "hyperscan+re2"
+    assert second.classify([b"x12y plain\n"]).rule_id == "u"
+    db_file.write_bytes(db_file.read_bytes()[:-10])  # truncated: ignored, compiled again
+    assert load_table(rules, include_default=False).classify([b"plain\n"]).rule_id == "p"
+    monkeypatch.setenv("DEVOPS_AGENT_CACHE_DIR", "")
+    assert load_table(rules, include_default=False).classify([b"plain\n"]).rule_id == "p"
