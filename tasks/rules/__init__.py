@@ -19,6 +19,7 @@ raises (`str(RulesError)` lists every problem as `file:line: rule ID: field: mes
 whatever the log size, and an empty or missing log still classifies on failure_reason/exit_code.
 
 Modules: `table.py` (YAML load, validation, merge, classify), `engine.py` (the streaming scan),
+`prefilter.py` (Hyperscan / re2.Set prefilters, compiled-database cache),
 `result.py` (returned objects), `reasons.py` (GitLab failure reasons), `cli.py` (commands).
 """
 

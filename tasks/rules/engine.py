@@ -8,9 +8,11 @@ Shape of the pass (why each step is there):
 * Each block is cleaned before matching: ANSI escapes, GitLab `section_start:`/`section_end:`
   markers (remembered, so evidence can name its job step) and FF_TIMESTAMPS line prefixes.
   Newlines are never removed, so line numbers stay those of the raw log.
-* A *prefilter* says which patterns hit somewhere in the block: Hyperscan (block mode,
-  SINGLEMATCH, so at most one callback per pattern per block however often it matches) where
-  the wheel exists, else a google-re2 `Set`. Most blocks hit nothing and cost only this.
+* A *prefilter* (prefilter.py) says which patterns hit somewhere in the block: Hyperscan
+  (block mode, SINGLEMATCH, so at most one callback per pattern per block however often it
+  matches) where the wheel exists, else a google-re2 `Set`. Most blocks hit nothing and cost
+  only this; Hyperscan runs on a helper thread (it releases the GIL) while the next block is
+  cleaned.
 * Only for the few patterns that hit, google-re2 walks the block from the hit to take line
   numbers and captures, stopping after `COUNT_CAP` lines so a pattern matching every line cannot
   turn the pass quadratic or unbounded in Python time.
@@ -21,24 +23,15 @@ only an accelerator and a pattern it cannot compile falls back to its prefilter 
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import platform
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import accumulate, compress
-from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
 import re2
 
-try:  # hyperscan wheels exist for x86_64 only; the re2 path must stand on its own
-    import hyperscan
-except ImportError:  # pragma: no cover - depends on the platform
-    hyperscan = None
-
+from .prefilter import Prefilter, re2_options
 from .result import Evidence
 
 BLOCK_BYTES = 1 << 20
@@ -58,12 +51,6 @@ _ESCAPES = re.compile(
     rb"|\x1b\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]"
 )
 _TIMESTAMP_PREFIX = re.compile(rb"(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z [0-9a-fA-F]{2}[OE]\+? ?")
-
-
-def re2_options() -> re2.Options:
-    opts = re2.Options()
-    opts.log_errors = False  # errors are reported to the user by table.py, not to stderr
-    return opts
 
 
 def compile_re2(pattern: str) -> re2._Regexp:
@@ -100,163 +87,6 @@ class ScanResult:
     vetoed: set[int]
     lines: int
     bytes: int
-
-
-# -- prefilters -------------------------------------------------------------------------------
-
-
-class _HyperscanPrefilter:
-    """Which patterns hit a block, and where the first one ends."""
-
-    def __init__(self, patterns: list[tuple[int, bytes]]):
-        base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_MULTILINE
-        self.rejected: list[int] = []
-        self.empty = not patterns
-        cached = _cache_load(patterns, base)
-        if cached is not None:
-            self.db, self.rejected, self.empty = cached
-            return
-        self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        chosen = [(pid, expr, base) for pid, expr in patterns]
-        try:
-            self._compile(chosen)
-        except hyperscan.error:
-            # Hyperscan names no culprit: find each pattern's flags one by one (slow path, only
-            # for tables with a construct Hyperscan lacks, e.g. lookaround or (?U)).
-            chosen = []
-            for pid, expr in patterns:
-                flag = _hs_flags_for(expr, base)
-                if flag is None:
-                    self.rejected.append(pid)
-                else:
-                    chosen.append((pid, expr, flag))
-            self._compile(chosen)
-        self.empty = not chosen
-        if chosen:
-            _cache_store(patterns, base, self.db, self.rejected)
-
-    def _compile(self, chosen: list[tuple[int, bytes, int]]) -> None:
-        if chosen:
-            ids, exprs, flags = zip(*chosen)
-            self.db.compile(expressions=list(exprs), ids=list(ids), elements=len(ids), flags=list(flags))
-
-    def scratch(self) -> Any:
-        # One scratch per scan keeps concurrent classifications in threads from sharing it.
-        return None if self.empty else hyperscan.Scratch(self.db)
-
-    def hits(self, block: bytes, scratch: Any) -> dict[int, int]:
-        found: dict[int, int] = {}
-        if self.empty:
-            return found
-
-        def on_match(pid: int, _from: int, to: int, _flags: int, _ctx: Any) -> None:
-            found[pid] = to
-
-        self.db.scan(block, match_event_handler=on_match, scratch=scratch)
-        return found
-
-
-def _cache_dir() -> Path | None:
-    """Where compiled databases are kept: $DEVOPS_AGENT_CACHE_DIR ("" disables), else XDG."""
-    configured = os.environ.get("DEVOPS_AGENT_CACHE_DIR")
-    if configured is not None:
-        return Path(configured) if configured else None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "devops-agent"
-
-
-def _cache_key(patterns: list[tuple[int, bytes]], base: int) -> str:
-    h = hashlib.sha256(f"{getattr(hyperscan, '__version__', '?')}|{platform.machine()}|{base}".encode())
-    for pid, expr in patterns:
-        h.update(b"%d\0%s\0" % (pid, expr))
-    return h.hexdigest()
-
-
-def _cache_load(patterns: list[tuple[int, bytes]], base: int) -> tuple[Any, list[int], bool] | None:
-    """A serialized database for exactly these patterns (compiling costs ~80 ms per start-up,
-    loading ~0.1 ms). Any doubt (unreadable, truncated, digest mismatch) means compile again."""
-    root = _cache_dir()
-    if root is None or not patterns:
-        return None
-    try:
-        raw = (root / f"hs-{_cache_key(patterns, base)}.db").read_bytes()
-        header, _, blob = raw.partition(b"\n")
-        meta = json.loads(header)
-        if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
-            return None
-        return hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK), list(meta["rejected"]), bool(meta["empty"])
-    except (OSError, ValueError, KeyError, TypeError, hyperscan.error):
-        return None
-
-
-def _cache_store(patterns: list[tuple[int, bytes]], base: int, db: Any, rejected: list[int]) -> None:
-    root = _cache_dir()
-    if root is None:
-        return
-    try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        blob = hyperscan.dumpb(db)
-        meta = {"sha256": hashlib.sha256(blob).hexdigest(), "rejected": rejected, "empty": False}
-        path = root / f"hs-{_cache_key(patterns, base)}.db"
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(json.dumps(meta).encode() + b"\n" + blob)
-        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the new one
-    except (OSError, hyperscan.error):
-        pass
-
-
-def _hs_flags_for(expr: bytes, base: int) -> int | None:
-    """Flags Hyperscan accepts this pattern with: exact, else prefilter (a superset re2 confirms)."""
-    for flag in (base, base | hyperscan.HS_FLAG_PREFILTER):
-        try:
-            db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            db.compile(expressions=[expr], ids=[0], elements=1, flags=[flag])
-            return flag
-        except hyperscan.error:
-            continue
-    return None
-
-
-class _Re2SetPrefilter:
-    def __init__(self, patterns: list[tuple[int, bytes]]):
-        self.ids = [pid for pid, _ in patterns]
-        self.set = None
-        if patterns:
-            self.set = re2.Set.SearchSet(re2_options())
-            for _, expr in patterns:
-                self.set.Add(b"(?m)" + expr)
-            self.set.Compile()
-
-    def hits(self, block: bytes) -> dict[int, int]:
-        if self.set is None:
-            return {}
-        # re2.Set tells which patterns hit, not where: confirmation starts at the block's start.
-        return {self.ids[i]: 0 for i in self.set.Match(block) or ()}
-
-
-class Prefilter:
-    """Hyperscan for every pattern it takes, re2.Set for the rest (all of them without hyperscan)."""
-
-    def __init__(self, patterns: list[tuple[int, bytes]], use_hyperscan: bool | None = None):
-        if use_hyperscan is None:
-            use_hyperscan = hyperscan is not None
-        self.hs = None
-        rest = patterns
-        if use_hyperscan and hyperscan is not None and patterns:
-            self.hs = _HyperscanPrefilter(patterns)
-            rejected = set(self.hs.rejected)
-            rest = [p for p in patterns if p[0] in rejected]
-        self.re2 = _Re2SetPrefilter(rest)
-        self.backend = ("hyperscan" if self.hs else "re2") + ("+re2" if self.hs and rest else "")
-
-    def scratch(self) -> Any:
-        return self.hs.scratch() if self.hs else None
-
-    def hits(self, block: bytes, scratch: Any) -> dict[int, int]:
-        found = self.hs.hits(block, scratch) if self.hs else {}
-        if self.re2.set is not None:
-            found.update(self.re2.hits(block))
-        return found
 
 
 def _hs_expr(source: str) -> bytes:

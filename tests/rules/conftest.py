@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.rules import engine, load_table
+from tasks.rules import load_table, prefilter
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "fixtures" / "logs"
 
-BACKENDS = ["re2"] + (["hyperscan"] if engine.hyperscan is not None else [])
+BACKENDS = ["re2"] + (["hyperscan"] if prefilter.hyperscan is not None else [])
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
