@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
 
@@ -45,7 +45,6 @@ CATEGORIES = (
 MAX_FILE_BYTES = 1 << 20
 MAX_RULES = 2000
 MAX_PATTERN_CHARS = 4000
-MAX_DEPTH = 20
 DEFAULT_PRIORITY = 100
 MAX_RETRIES_LIMIT = 10
 
@@ -226,14 +225,12 @@ def _scalar(node: Node) -> Any:
 
 @dataclass
 class _Raw:
-    """One rule as read from a file, before merging; `problems` are its own."""
+    """One rule as read from a file, before merging (built into a Rule only if it survives)."""
 
     id: str | None
     node: MappingNode
     file: str
     enabled: bool = True
-    rule: Rule | None = None
-    problems: list[Problem] = field(default_factory=list)
 
 
 class _Reader:
