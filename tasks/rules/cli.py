@@ -89,15 +89,14 @@ def _open_log(spec: str) -> BinaryIO:
     path = Path(spec)
     if path.is_dir():
         raise OSError(f"{spec}: is a directory")
-    return open(path, "rb")
+    return open(path, "rb", buffering=0)
 
 
 def _chunks(fh: BinaryIO, state: dict[str, Any]) -> Iterator[bytes]:
     """File chunks, noting whether the input looks like binary rather than a text log."""
-    while True:
-        data = fh.read(1 << 20)
-        if not data:
-            return
+    from .engine import read_chunks
+
+    for data in read_chunks(fh):
         if "binary" not in state:
             sample = data[:8192]
             # Text logs (UTF-8, ANSI colours, \r progress bars) have almost no other control bytes.

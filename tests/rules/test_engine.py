@@ -268,3 +268,23 @@ def test_compiled_database_cache(tmp_path, monkeypatch):
     assert load_table(rules, include_default=False).classify([b"plain\n"]).rule_id == "p"
     monkeypatch.setenv("DEVOPS_AGENT_CACHE_DIR", "")
     assert load_table(rules, include_default=False).classify([b"plain\n"]).rule_id == "p"
+
+
+def test_read_chunks_reads_ahead_and_reports_errors(tmp_path):
+    import io
+
+    from tasks.rules.engine import read_chunks
+
+    data = b"".join(b"line %d\n" % i for i in range(300_000))
+    assert b"".join(read_chunks(io.BytesIO(data), size=65536)) == data
+
+    class Broken(io.RawIOBase):
+        def readinto(self, b):
+            raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output"):
+        list(read_chunks(Broken()))
+    # Stopping early does not hang on the helper thread.
+    gen = read_chunks(io.BytesIO(data), size=1024)
+    next(gen)
+    gen.close()
