@@ -129,3 +129,25 @@ def test_log_rule_outranks_bare_failure_reason(default_table):
 )
 def test_patterns_hold_beyond_the_fixtures(default_table, line, rule):
     assert default_table.classify([line + b"\n"]).rule_id == rule
+
+
+def _as_gitlab_would_show(log: bytes) -> bytes:
+    """The same log as a GitLab trace with FF_TIMESTAMPS, section markers and colour codes."""
+    out = [b"\x1b[0Ksection_start:1700000000:step_script\r\x1b[0K\x1b[0K\x1b[36;1mExecuting step_script\x1b[0;m\n"]
+    for i, line in enumerate(log.splitlines()):
+        if i % 2:
+            line = b"\x1b[31;1m" + line.replace(b"error", b"\x1b[1merror\x1b[22m") + b"\x1b[0m"
+        out.append(b"2024-05-14T08:27:%02d.%06dZ 01O " % (i % 60, i) + line + b"\n")
+    out.append(b"\x1b[0Ksection_end:1700000099:step_script\r\x1b[0K\n")
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("path", POSITIVE, ids=lambda p: p.name)
+def test_fixtures_still_classify_as_gitlab_traces(default_table, path):
+    plain = default_table.classify([path.read_bytes()])
+    traced = default_table.classify([_as_gitlab_would_show(path.read_bytes())])
+    assert traced.rule_id == plain.rule_id
+    # One header line was added before the log: every evidence line moves down by one.
+    assert [e.line - 1 for e in traced.evidence] == [e.line for e in plain.evidence]
+    assert {e.section for e in traced.evidence} == {"step_script"}
+    assert [e.captures for e in traced.evidence] == [e.captures for e in plain.evidence]
