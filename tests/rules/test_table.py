@@ -188,3 +188,17 @@ def test_pure_python_yaml_path_is_as_strict(tmp_path, monkeypatch):
     assert any("aliases" in p.message for p in problems(tmp_path, "a: &a [1]\nrules: *a\n"))
     assert problems(tmp_path, "rules: " + "[" * 3000 + "]" * 3000 + "\n")
     assert check_files(None) == []
+
+
+def test_the_worked_example_in_the_docs_is_valid(tmp_path):
+    from .conftest import ROOT
+
+    doc = (ROOT / "docs" / "rules.md").read_text()
+    start = doc.index("```yaml\n") + len("```yaml\n")
+    example = write_rules(tmp_path, doc[start : doc.index("```", start)])
+    assert check_files(example) == []
+    table = load_table(example)
+    log = b" FAIL  src/components/Button.test.ts > Button > renders snapshot\n"
+    result = table.classify([log], stage="test", job_name="unit-web", failure_reason="script_failure", exit_code=1)
+    assert result.rule_id == "vitest-snapshot-mismatch"
+    assert result.description == "Snapshot changed in src/components/Button.test.ts"
