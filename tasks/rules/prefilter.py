@@ -25,6 +25,10 @@ except ImportError:  # pragma: no cover - depends on the platform
 def re2_options() -> re2.Options:
     opts = re2.Options()
     opts.log_errors = False  # errors are reported to the user by table.py, not to stderr
+    # Bytes semantics, like Hyperscan's: in UTF-8 mode re2's `.` or `\S` would match a whole
+    # multi-byte character where Hyperscan matches one byte, and a prefilter must never miss
+    # what the confirming regex would find. Literal UTF-8 text in a pattern still matches.
+    opts.encoding = opts.Encoding.LATIN1
     return opts
 
 

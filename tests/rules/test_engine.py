@@ -288,3 +288,22 @@ def test_read_chunks_reads_ahead_and_reports_errors(tmp_path):
     gen = read_chunks(io.BytesIO(data), size=1024)
     next(gen)
     gen.close()
+
+
+def test_backends_agree_on_non_ascii_text(tmp_path):
+    # `.` is one byte for both engines, and literal UTF-8 in a pattern matches as written.
+    rules = write_rules(
+        tmp_path,
+        "rules:\n  - id: one\n    category: unknown\n    match: {log: ['a.b']}\n"
+        "  - id: lit\n    category: unknown\n    match: {log: ['✖ (?P<n>\\d+) problems']}\n",
+    )
+    results = []
+    for hs in BACKENDS:
+        table = load_table(rules, include_default=False, use_hyperscan=hs == "hyperscan")
+        results.append(
+            (
+                table.classify(["a✖b\n".encode()]).rule_id,
+                table.classify(["x ✖ 12 problems\n".encode()]).evidence[0].captures,
+            )
+        )
+    assert all(r == (None, {"n": "12"}) for r in results)
