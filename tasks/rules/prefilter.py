@@ -161,6 +161,15 @@ class _Re2SetPrefilter:
         return {self.ids[i]: 0 for i in self.set.Match(block) or ()}
 
 
+def _same_in_both(expr: bytes) -> bool:
+    """Whether Hyperscan (bytes, ASCII classes) and re2 (Latin-1) surely agree on a pattern.
+
+    Non-ASCII bytes (case folding of Latin-1 letters) and Unicode classes (\\pL) can differ, and
+    a prefilter that misses what re2 would match loses a hit: those patterns go to re2's Set.
+    """
+    return expr.isascii() and b"\\p" not in expr and b"\\P" not in expr
+
+
 class Prefilter:
     """Hyperscan for every pattern it takes, re2.Set for the rest (all of them without hyperscan)."""
 
@@ -170,9 +179,12 @@ class Prefilter:
         self.hs = None
         rest = patterns
         if use_hyperscan and hyperscan is not None and patterns:
-            self.hs = _HyperscanPrefilter(patterns)
-            rejected = set(self.hs.rejected)
-            rest = [p for p in patterns if p[0] in rejected]
+            ours = [p for p in patterns if _same_in_both(p[1])]
+            rest = [p for p in patterns if not _same_in_both(p[1])]
+            if ours:
+                self.hs = _HyperscanPrefilter(ours)
+                rejected = set(self.hs.rejected)
+                rest += [p for p in ours if p[0] in rejected]
         self.re2 = _Re2SetPrefilter(rest)
         self.backend = ("hyperscan" if self.hs else "re2") + ("+re2" if self.hs and rest else "")
 
