@@ -45,7 +45,7 @@ PARENT = textwrap.dedent(
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("hs", [True])
+@pytest.mark.parametrize("hs", [True, False], ids=["hyperscan", "re2"])
 def test_one_gigabyte_log_in_under_100_mb(hs):
     child = CHILD.format(root=str(ROOT), bench=str(ROOT / "bench" / "classify"), size=GB, hs=hs)
     proc = subprocess.run([sys.executable, "-c", PARENT, child], capture_output=True, text=True, timeout=230)
