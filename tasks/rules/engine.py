@@ -190,9 +190,9 @@ def read_chunks(source: BinaryIO | str, size: int = BLOCK_BYTES) -> Iterator[byt
 def _blocks(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
     """Newline-aligned blocks of about BLOCK_BYTES; the flag says the block ends mid-line.
 
-    Small chunks (python-gitlab yields 1 KiB) are coalesced. A big chunk is not glued to the
-    partial line carried from the previous one (that would copy the whole chunk again): the
-    carried line is finished as a small block of its own and the chunk is sliced once.
+    Small chunks (python-gitlab yields 1 KiB) are coalesced. When a big chunk follows a partial
+    line, only that line is completed and joined; the rest of the chunk waits for the next one,
+    so no more than one block plus one line is ever held.
     """
     pending: list[bytes] = []
     size = 0
