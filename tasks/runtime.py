@@ -31,7 +31,8 @@ class Runtime:
     # name -> factory building an adapter on first use (gitlab, deployer, rules)
     factories: dict[str, Callable[["Runtime"], Any]] = field(default_factory=dict)
     _built: dict[str, Any] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # re-entrant: a factory may ask for another adapter (the deployer needs the config)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def adapter(self, name: str) -> Any:
         with self._lock:

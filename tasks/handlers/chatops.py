@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from tasks.chatops.core import COMMANDS, Invocation, load_commands
 from tasks.chatops.parse import parse_commands
 from tasks.handlers import HelpRecord, handler
@@ -15,6 +17,7 @@ HELP = HelpRecord(
                 "answered in one reply that is edited as it progresses, and audited.",
     config="DEVOPS_AGENT_CONFIG: chatops.prefix, access.<env>",
 )
+log = logging.getLogger("devops_agent.chatops")
 NOTEABLE = {"Issue": "issue", "MergeRequest": "mr"}
 
 
@@ -53,7 +56,12 @@ def handle(event, ctx):
         return ctx.decide("skip", reason="the bot's own note")
     store = Store(ctx.redis)
     if store.once(f"eyes:{event.project.id}:{note.id}"):
-        ctx.gitlab.award_emoji(event.project.id, kind, target.iid, note.id, "eyes")
+        from tasks.adapters.gitlab import GitLabError
+
+        try:  # only an acknowledgement: never let it stop the command
+            ctx.gitlab.award_emoji(event.project.id, kind, target.iid, note.id, "eyes")
+        except GitLabError as exc:
+            log.warning("could not award 👀 on note %s: %s", note.id, exc)
     load_commands()
     for index, cmd in enumerate(commands):
         once = f"note-cmd:{event.project.id}:{note.id}:{index}"
