@@ -1,4 +1,5 @@
-"""Re-enqueue acknowledged deliveries that no worker finished (see tasks/inbox.py for why)."""
+"""The worker's housekeeping loop: re-enqueue acknowledged deliveries that no worker finished
+(see tasks/inbox.py for why), and send the next step of every deploy that is due."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ log = logging.getLogger("devops_agent.reaper")
 
 
 def start_reaper(settings: Settings, interval: float | None = None) -> threading.Thread:
+    from tasks.chatops.kube_deployer import send_due
     from tasks.runtime import build_runtime
 
     rt = build_runtime(settings)
@@ -21,6 +23,7 @@ def start_reaper(settings: Settings, interval: float | None = None) -> threading
         while True:
             try:
                 requeued = rt.inbox.reap()
+                send_due(rt.redis)  # deploys whose next step is due
                 if requeued:
                     log.warning("re-enqueued %d unfinished deliveries", len(requeued),
                                 extra={"delivery_ids": requeued[:20]})

@@ -1,0 +1,126 @@
+"""Deploys end to end: a comment or label → gates → the Kubernetes deploy service, stepped by the
+real worker against the fake kube-apiserver, reported in GitLab (reply, labels, post-mortem)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from tasks.adapters.gitlab import GitLabAdapter
+from tasks.inbox import record_key
+from tests.support.fake_gitlab.fixtures import fake_gitlab_process, fake_gitlab_proc  # noqa: F401
+from tests.support.fake_kube import FakeHTTP, FakeKube
+from tests.support.procs import base_env, post_delivery, start_web, start_worker, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+PAYLOADS = ROOT / "fixtures" / "payloads"
+PROJECT, ALICE = 15, 7
+SHA = "d" * 40
+
+
+@pytest.fixture(scope="module")
+def kube():
+    fake = FakeKube(ready_after=0.05, observe_delay=0.01, deadline_after=0.5).serve()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def health():
+    server = FakeHTTP().serve()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server, fake_gitlab_process, kube, health, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("deploy")
+    config = {
+        "access": {"staging": {"min_access": "developer"}},
+        "environments": {"staging": {
+            "credentials": {"mode": "host", "host": kube.url, "verify_ssl": False},
+            "namespace": "shop", "deployment": "web", "container": "app",
+            "image": "registry.example.com/shop/web:{sha}",
+            "health_checks": [{"url": health.url + "/healthz", "successes": 2, "failures": 2,
+                               "timeout": 1}],
+            "verification": {"interval": 0.05, "timeout": 3.0},
+            "timings": {"poll_interval": 0.05, "rollout_timeout": 5.0, "api_error_retries": 3},
+        }},
+    }
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    env = base_env(redis_server.client_url(), GITLAB_URL=fake_gitlab_process.url,
+                   GITLAB_TOKEN=fake_gitlab_process.token, GITLAB_PROJECTS="15",
+                   DEVOPS_AGENT_CONFIG=str(tmp / "config.yaml"), REDELIVER_AFTER_SECONDS="0.6")
+    web, url = start_web(env, tmp, workers=1)
+    worker = start_worker(env, tmp)
+    yield {"url": url, "worker": worker}
+    worker.stop()
+    web.stop()
+
+
+@pytest.fixture
+def gl(stack, fake_gitlab_proc, kube, health):
+    fake_gitlab_proc.add_user("dev-alice", id=ALICE)
+    fake_gitlab_proc.add_project("acme/shop", id=PROJECT, members={ALICE: 30})
+    fake_gitlab_proc.add_issue(PROJECT, "Ship it", iid=42)
+    fake_gitlab_proc.add_pipeline(PROJECT, ref="main", status="success", sha=SHA,
+                                  jobs=[{"name": "build", "status": "success"}])
+    if not kube.list("deployments", "shop"):
+        kube.add_deployment("shop", "web", "registry.example.com/shop/web:" + "a" * 40)
+    return fake_gitlab_proc
+
+
+def note(text: str, note_id: int) -> dict:
+    payload = orjson.loads((PAYLOADS / "note_issue_command.json").read_bytes())
+    payload["object_attributes"].update(id=note_id, note=text, action="create")
+    return payload
+
+
+def send(stack, redis_client, payload):
+    r = post_delivery(stack["url"], orjson.dumps(payload), "Note Hook", key=str(uuid.uuid4()))
+    assert r.status_code == 202, r.text
+    delivery_id = r.json()["delivery_id"]
+    wait_until(lambda: redis_client.hget(record_key(delivery_id), "status") == b"done",
+               timeout=30, what="the command to be processed")
+
+
+def reply(fake) -> str:
+    bodies = [n["body"] for n in GitLabAdapter(fake.url, fake.token).list_notes(PROJECT, "issue", 42)
+              if "devops-agent:cmd" in n["body"]]
+    return bodies[-1] if bodies else ""
+
+
+def image(kube) -> str:
+    dep = kube.get("deployments", "shop", "web")
+    return dep["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_deploy_command_rolls_out_verifies_and_reports(stack, gl, kube, health, redis_client):
+    health.set_status("/healthz", 200)
+    send(stack, redis_client, note("/devops deploy staging", 5001))
+    wait_until(lambda: "✅" in reply(gl), timeout=40, what="the deploy to finish")
+    assert image(kube).endswith(":" + SHA)
+    assert "deploy of `staging` done" in reply(gl)
+    labels = GitLabAdapter(gl.url, gl.token).get_issue(PROJECT, 42)["labels"]
+    assert "deployed::staging" in labels and "deploying::staging" not in labels
+
+
+def test_failed_health_check_rolls_back_and_files_a_postmortem(stack, gl, kube, health,
+                                                               redis_client):
+    health.set_status("/healthz", 200)
+    before = image(kube)
+    health.set_status("/healthz", 503)
+    payload = note("/devops deploy staging", 5002)
+    send(stack, redis_client, payload)
+    wait_until(lambda: "rolled back" in reply(gl) or "❌" in reply(gl), timeout=40,
+               what="the deploy to be rolled back")
+    wait_until(lambda: image(kube) == before, timeout=20, what="the old image to be back")
+    issues = GitLabAdapter(gl.url, gl.token).find_issues(PROJECT, labels=["devops-agent::postmortem"])
+    assert len(issues) == 1
+    body = issues[0]["description"]
+    assert "What went wrong" in body and "503" in body
+    assert "deploy-failed::staging" in GitLabAdapter(gl.url, gl.token).get_issue(PROJECT, 42)["labels"]
