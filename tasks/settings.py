@@ -99,7 +99,9 @@ class Settings:
     incident_project: str | None = None
     label_failed: str = "ci::failed"
     label_passed: str = "ci::passed"
-    label_category_prefix: str = "ci-failure::"
+    # Not a scoped label (one colon): GitLab keeps only one label per `scope::`, and a pipeline
+    # can fail in several categories at once; `ci::failed`/`ci::passed` are scoped on purpose.
+    label_category_prefix: str = "ci-failure:"
     fix_labels: tuple[str, ...] = ("ci::fix-needed",)
     fix_queue: str | None = None
     max_log_bytes: int = 8 * MB

@@ -103,7 +103,7 @@ def test_runner_failure_is_retried_once_and_explained_on_the_linked_issue(stack,
     assert "integration-tests" in notes[0]["body"] and "retried, attempt 1 of 2" in notes[0]["body"]
     assert "runner_system_failure" in notes[0]["body"]
     labels = adapter(gl).get_issue(PROJECT, 42)["labels"]
-    assert "ci::failed" in labels and "ci-failure::runner_system_failure" in labels
+    assert "ci::failed" in labels and "ci-failure:runner_system_failure" in labels
 
 
 def test_retried_job_failing_again_edits_comment_then_stops(stack, gl, redis_client):
@@ -155,7 +155,7 @@ def test_later_success_updates_the_comment_and_flips_labels(stack, gl, redis_cli
     assert "passed" in note["body"] and "#1250" in note["body"]
     labels = adapter(gl).get_issue(PROJECT, 42)["labels"]
     assert "ci::passed" in labels and "ci::failed" not in labels
-    assert not any(l.startswith("ci-failure::") for l in labels)
+    assert not any(l.startswith("ci-failure:") for l in labels)
 
 
 def test_twelve_failed_jobs_are_an_outage_not_retried(stack, gl, redis_client):
