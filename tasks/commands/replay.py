@@ -17,7 +17,6 @@ from pathlib import Path
 
 import orjson
 
-from tasks.events import EVENT_KINDS, OBJECT_KINDS
 from tasks.settings import ConfigError, load_settings, signing_key_bytes
 from tasks.signing import signature_header
 
@@ -56,6 +55,8 @@ def build_request(body: bytes, event: str | None, idempotency_key: str | None,
         event = HEADER_FOR_OBJECT_KIND.get(str(kind))
         if event is None:
             raise ValueError(f"cannot tell the event from object_kind {kind!r}; pass --event")
+    from tasks.events import EVENT_KINDS  # pydantic: loaded only when a command runs
+
     if event not in EVENT_KINDS:
         known = ", ".join(sorted(set(EVENT_KINDS)))
         print(f"warning: {event!r} is not an event devops-agent handles ({known})", file=sys.stderr)

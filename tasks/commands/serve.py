@@ -20,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-from tasks.logs import configure_logging
 from tasks.settings import ConfigError, load_settings
 
 log = logging.getLogger("devops_agent.serve")
@@ -83,6 +82,8 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"devops-agent: {exc}", file=sys.stderr)
         return 2
+    from tasks.logs import configure_logging
+
     configure_logging(settings.log_level, settings.secret_values())
     data_dir = (args.data_dir or Path(os.environ.get("DATA_DIR", "devops-agent-data"))).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -143,6 +144,8 @@ def worker(args: argparse.Namespace) -> int:
         print("devops-agent: REDIS_URL is not set (use `devops-agent serve` for the embedded "
               "default)", file=sys.stderr)
         return 2
+    from tasks.logs import configure_logging
+
     configure_logging(settings.log_level, settings.secret_values())
     from tasks.observability import init_sentry
 
