@@ -35,7 +35,7 @@ def _deployer(rt: Any) -> Any:
     from tasks.chatops.deployer import RecordingDeployer
 
     config = rt.adapter("config")
-    if config.environments:
+    if config.environments and not rt.settings.dry_run:
         from tasks.chatops.kube_deployer import KubeDeployer
 
         return KubeDeployer(rt, config)

@@ -7,7 +7,9 @@ from tasks.triage import PipelineRef, passed, project_allowed
 
 HELP = HelpRecord(
     description="When a later pipeline for the same ref passes, the failure comment says so and "
-                "the labels flip to the passed label; jobs that passed on retry are recorded as flaky.",
+                "the labels flip to the passed label; jobs that passed on retry are recorded as "
+                "flaky. Environments with an auto-deploy rule (feature branches, the default "
+                "branch) are deployed from the passing pipeline.",
 )
 
 
@@ -23,4 +25,28 @@ def handle(event, ctx):
     pipe = PipelineRef(project=event.project.id, pipeline=attrs.id, ref=attrs.ref or "",
                        sha=attrs.sha or "", mr_iid=event.merge_request.iid if event.merge_request else None,
                        commit_message=event.commit.message if event.commit else None)
-    return ctx.decide("passed", outcome=passed(ctx, pipe), pipeline=attrs.id)
+    ctx.decide("passed", outcome=passed(ctx, pipe), pipeline=attrs.id)
+    auto_deploy(event, ctx, pipe)
+
+
+def auto_deploy(event, ctx, pipe: PipelineRef) -> None:
+    """Deploy every environment whose rule takes this ref (e.g. staging on the default branch).
+    Production-like environments default to `manual` and are never deployed from here."""
+    from tasks.chatops.deployer import DeployRequest
+
+    if attrs_is_tag(event) or not ctx.config.environments:
+        return
+    default_branch = event.project.default_branch or "main"
+    for name, env in sorted(ctx.config.environments.items()):
+        if not env.auto_deploys(pipe.ref, default_branch):
+            continue
+        ticket = ctx.deployer.submit(DeployRequest(
+            project=pipe.project, env=name, action="deploy", ref=pipe.ref, sha=pipe.sha,
+            requested_by="devops-agent (auto-deploy)",
+            request_id=f"auto:{pipe.project}:{pipe.pipeline}:{name}"))
+        ctx.decide("auto-deploy", env=name, ref=pipe.ref, status=ticket.status,
+                   deploy_id=ticket.deploy_id, detail=ticket.detail)
+
+
+def attrs_is_tag(event) -> bool:
+    return bool(event.object_attributes.tag)

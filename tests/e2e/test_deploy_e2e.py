@@ -49,6 +49,7 @@ def stack(redis_server, fake_gitlab_process, kube, health, tmp_path_factory):
                                "timeout": 1}],
             "verification": {"interval": 0.05, "timeout": 3.0},
             "timings": {"poll_interval": 0.05, "rollout_timeout": 5.0, "api_error_retries": 3},
+            "auto_deploy": {"trigger": "default_branch"},
         }},
     }
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
@@ -124,3 +125,20 @@ def test_failed_health_check_rolls_back_and_files_a_postmortem(stack, gl, kube, 
     body = issues[0]["description"]
     assert "What went wrong" in body and "503" in body
     assert "deploy-failed::staging" in GitLabAdapter(gl.url, gl.token).get_issue(PROJECT, 42)["labels"]
+
+
+def test_a_passing_default_branch_pipeline_auto_deploys_staging(stack, gl, kube, health,
+                                                                 redis_client):
+    health.set_status("/healthz", 200)
+    payload = orjson.loads((PAYLOADS / "pipeline_success.json").read_bytes())
+    payload["object_attributes"].update(id=1400, ref="main", sha="e" * 40, status="success")
+    for _ in range(2):  # a resend must not deploy twice
+        r = post_delivery(stack["url"], orjson.dumps(payload), "Pipeline Hook",
+                          key=str(uuid.uuid4()))
+        delivery_id = r.json()["delivery_id"]
+        wait_until(lambda: redis_client.hget(record_key(delivery_id), "status") == b"done",
+                   timeout=30, what="the pipeline hook to be processed")
+    wait_until(lambda: image(kube).endswith(":" + "e" * 40), timeout=40,
+               what="the auto-deploy to roll out")
+    deploys = [k for k in redis_client.scan_iter("da:deploy-by-request:auto:*")]
+    assert len(deploys) == 1
