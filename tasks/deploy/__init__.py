@@ -1,5 +1,5 @@
 """Deploys and rollbacks on Kubernetes (issue 6): config, the DeployService state machine,
-strategies (rolling, blue-green, canary), verification and post-mortems. See docs/deploy.md.
+strategies (rolling, blue-green, canary), verification and post-mortems. See the README's Deploys section.
 
 Importing this package does not import the `kubernetes` client (the adapter loads it lazily)."""
 

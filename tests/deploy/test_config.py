@@ -11,14 +11,15 @@ import yaml
 from tasks.deploy.config import (BlueGreenStrategy, CanaryStrategy, ConfigError, RollingStrategy, fill,
                                  parse_environments)
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
 
 BASE = {"namespace": "shop", "deployment": "web", "container": "app", "image": "reg/web:{sha}"}
 
 
 def test_documented_example_loads():
-    block = re.search(r"```yaml\n(.*?)```", DOC.read_text(), re.S).group(1)
-    envs = parse_environments(yaml.safe_load(block), "docs/deploy.md")
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S)
+                 if b.startswith("environments:\n  review:"))
+    envs = parse_environments(yaml.safe_load(block), "README.md")
     assert set(envs) == {"review", "staging", "production"}
     prod = envs["production"]
     assert isinstance(prod.strategy, CanaryStrategy) and prod.strategy.interval == 300

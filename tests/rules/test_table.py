@@ -193,8 +193,8 @@ def test_pure_python_yaml_path_is_as_strict(tmp_path, monkeypatch):
 def test_the_worked_example_in_the_docs_is_valid(tmp_path):
     from .conftest import ROOT
 
-    doc = (ROOT / "docs" / "rules.md").read_text()
-    start = doc.index("```yaml\n") + len("```yaml\n")
+    doc = (ROOT / "README.md").read_text()
+    start = doc.index("```yaml\nversion: 1\n") + len("```yaml\n")
     example = write_rules(tmp_path, doc[start : doc.index("```", start)])
     assert check_files(example) == []
     table = load_table(example)

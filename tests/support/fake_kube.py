@@ -20,7 +20,7 @@ controller's documented behaviour:
 Knobs, per image (`image_behavior`) or per Deployment name (`behavior`): "ready" (default),
 "never_ready", "deadline" (never ready, and Progressing turns False/ProgressDeadlineExceeded after
 `deadline_after` seconds). `inject_error(method, path_regex, status)` makes the next matching
-request(s) fail. What it does not model is listed in docs/deploy.md.
+request(s) fail. What it does not model is listed in the README (Deploys: Testing without a cluster).
 
 Also here: `FakeHTTP`, a tiny server for health endpoints and Prometheus `/api/v1/query` whose
 answers tests set. Run alone with `python -m tests.support.fake_kube --port P`.
