@@ -120,6 +120,8 @@ class AgentConfig(_Model):
     chatops: ChatOps = Field(default_factory=ChatOps)
     labels: Labels = Field(default_factory=Labels)
     access: dict[str, EnvAccess] = Field(default_factory=lambda: dict(DEFAULT_ACCESS))
+    # Record each deploy as a GitLab deployment of the environment (Operate → Environments).
+    gitlab_deployments: bool = False
     environments: dict[str, Any] = Field(default_factory=dict)
 
     def env_access(self, env: str) -> EnvAccess | None:

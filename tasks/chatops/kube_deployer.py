@@ -58,18 +58,27 @@ class GitLabReporter:
         from tasks.chatops.core import finish
 
         ctx = self._ctx(deploy)
-        if not ctx or not ctx.get("reply_to"):
+        if not ctx:
             return
         status = "succeeded" if deploy.status == "succeeded" else (
             "paused" if deploy.status == "paused" else "failed")
+        if not ctx.get("reply_to"):
+            self._record_deployment(ctx, status)
+            return
         if status == "paused":
             self._reply(ctx, f"⏸ {deploy.kind} of `{deploy.env}` is waiting: {text}. Answer "
                              f"`{self.config.chatops.prefix} promote {deploy.env}` or "
                              f"`{self.config.chatops.prefix} rollback {deploy.env}`.")
             return
         kind, iid, _ = ctx["reply_to"]
+        self._record_deployment(ctx, status)
         finish(self.gitlab, self.config, ctx["project"], kind, iid, deploy.env, deploy.kind,
                Ticket(status, text, deploy.id), reply=lambda t: self._reply(ctx, t))
+
+    def _record_deployment(self, ctx: dict[str, Any], status: str) -> None:
+        if ctx.get("gitlab_deployment") and status in ("succeeded", "failed"):
+            self.gitlab.update_deployment(ctx["project"], ctx["gitlab_deployment"],
+                                          "success" if status == "succeeded" else "failed")
 
     def postmortem(self, deploy: Any, title: str, body: str) -> None:
         ctx = self._ctx(deploy) or {}
@@ -125,10 +134,15 @@ class KubeDeployer:
         except (DeployError, ValueError) as exc:
             return Ticket("refused", str(exc))
         self.redis.set(seen_key, deploy_id, ex=CONTEXT_TTL)
+        gitlab_deployment = None
+        if self.config.gitlab_deployments and request.action == "deploy" and request.sha:
+            made = self.rt.adapter("gitlab").create_deployment(
+                request.project, request.env, request.sha, request.ref or "", status="running")
+            gitlab_deployment = made.get("id")
         self.redis.set(_context_key(deploy_id), orjson.dumps({
             "project": request.project, "reply_to": request.reply_to,
             "requested_by": request.requested_by, "trigger_label": request.trigger_label,
-            "line": None}), ex=CONTEXT_TTL)
+            "line": None, "gitlab_deployment": gitlab_deployment}), ex=CONTEXT_TTL)
         schedule(self.redis, deploy_id, time.time())
         return Ticket("queued", f"{request.action} `{deploy_id}` started", deploy_id)
 

@@ -1,0 +1,118 @@
+"""Every strategy's failure path reported in GitLab: the deployer as the worker builds it (real
+runtime, real Redis), the real kubernetes client against the fake API server, the GitLab adapter
+against the fake GitLab. Health fails → rolled back → post-mortem issue, reply, labels, and the
+GitLab deployment record marked failed; success → deployed label and a successful record."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from tasks.adapters.gitlab import GitLabAdapter
+from tasks.chatops.deployer import DeployRequest
+from tasks.chatops.kube_deployer import DUE, KubeDeployer, advance_once
+from tasks.config import load_config
+from tasks.runtime import build_runtime
+from tasks.settings import load_settings
+from tests.deploy.conftest import FAST, NS
+from tests.support.fake_gitlab.fixtures import fake_gitlab, fake_gitlab_server  # noqa: F401
+
+V1 = "registry.example.com/shop/web:v1"
+STRATEGIES = {
+    "rolling": ({"type": "rolling"}, "/healthz"),
+    "blue_green": ({"type": "blue_green", "service": "web"}, "/{color}/healthz"),
+    "canary": ({"type": "canary", "initial_weight": 10, "step_weight": 30, "interval": 0.1},
+               "/{track}/healthz"),
+}
+
+
+def seed_cluster(fake, strategy):
+    if strategy == "blue_green":
+        fake.add_deployment(NS, "web-blue", V1, replicas=3, labels={"app": "web", "color": "blue"})
+        fake.add_deployment(NS, "web-green", V1, replicas=0, labels={"app": "web", "color": "green"})
+        fake.add_service(NS, "web", {"app": "web", "color": "blue"})
+    elif strategy == "canary":
+        fake.add_deployment(NS, "web", V1, replicas=4, labels={"app": "web", "track": "stable"})
+    else:
+        fake.add_deployment(NS, "web", V1, replicas=2)
+
+
+def make_deployer(tmp_path, redis_server, fake, web, gl, strategy):
+    spec, health_path = STRATEGIES[strategy]
+    config = {
+        "gitlab_deployments": True,
+        "access": {"staging": {"min_access": "developer"}},
+        "environments": {"staging": {
+            "credentials": {"mode": "host", "host": fake.url, "verify_ssl": False},
+            "namespace": NS, "deployment": "web", "container": "app",
+            "image": "registry.example.com/shop/web:{sha}", "strategy": spec,
+            "health_checks": [{"url": web.url + health_path, "successes": 2, "failures": 2,
+                               "timeout": 1}],
+            "verification": {"interval": 0.03, "timeout": 2.0}, "timings": FAST}},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    settings = load_settings({"REDIS_URL": redis_server.client_url(), "GITLAB_URL": gl.url,
+                              "GITLAB_TOKEN": gl.token, "DEVOPS_AGENT_CONFIG": str(path)},
+                             require_secret=False)
+    rt = build_runtime(settings)
+    return KubeDeployer(rt, load_config(path))
+
+
+def run_to_end(deployer, deploy_id, until=20.0):
+    deadline = time.monotonic() + until
+    while deployer.redis.zscore(DUE, deploy_id) is not None:
+        assert time.monotonic() < deadline, "deploy did not finish"
+        advance_once(deployer, deploy_id)
+        time.sleep(0.02)
+
+
+def submit(deployer, sha):
+    return deployer.submit(DeployRequest(
+        project=15, env="staging", action="deploy", ref="main", sha=sha, requested_by="alice",
+        reply_to=("issue", 42, "cmd:1:0"), request_id=f"test:{sha}"))
+
+
+@pytest.fixture
+def gl(fake_gitlab):
+    fake_gitlab.add_project("acme/shop", id=15)
+    fake_gitlab.add_issue(15, "Ship it", iid=42, labels=["deploying::staging"])
+    return fake_gitlab
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_failed_health_rolls_back_and_reports_in_gitlab(strategy, tmp_path, redis_server,
+                                                        redis_client, fake, web, gl):
+    seed_cluster(fake, strategy)
+    for path in ("/healthz", "/green/healthz", "/canary/healthz"):
+        web.set_status(path, 503)
+    deployer = make_deployer(tmp_path, redis_server, fake, web, gl, strategy)
+    ticket = submit(deployer, "bad" + strategy)
+    assert ticket.status == "queued", ticket
+    run_to_end(deployer, ticket.deploy_id)
+    api = GitLabAdapter(gl.url, gl.token)
+    [postmortem] = api.find_issues(15, labels=["devops-agent::postmortem"])
+    assert "What went wrong" in postmortem["description"] and "503" in postmortem["description"]
+    replies = [n["body"] for n in api.list_notes(15, "issue", 42)]
+    assert any(f"#{postmortem['iid']}" in r for r in replies)
+    labels = api.get_issue(15, 42)["labels"]
+    assert "deploy-failed::staging" in labels and "deploying::staging" not in labels
+    [record] = [c for c in gl.calls(method="PUT", path_re=r"/deployments/\d+$")]
+    assert record["json"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_success_is_reported_once(strategy, tmp_path, redis_server, redis_client, fake, web, gl):
+    seed_cluster(fake, strategy)
+    deployer = make_deployer(tmp_path, redis_server, fake, web, gl, strategy)
+    ticket = submit(deployer, "good" + strategy)
+    assert submit(deployer, "good" + strategy).deploy_id == ticket.deploy_id  # resubmitted: same
+    run_to_end(deployer, ticket.deploy_id)
+    api = GitLabAdapter(gl.url, gl.token)
+    assert "deployed::staging" in api.get_issue(15, 42)["labels"]
+    assert api.find_issues(15, labels=["devops-agent::postmortem"]) == []
+    assert len(gl.calls(method="POST", path_re=r"/deployments$")) == 1
+    [record] = gl.calls(method="PUT", path_re=r"/deployments/\d+$")
+    assert record["json"]["status"] == "success"
