@@ -39,8 +39,10 @@ def bind(**fields: Any) -> None:
 class JsonFormatter(logging.Formatter):
     def __init__(self, secrets: list[str] | None = None) -> None:
         super().__init__()
-        # Longest first so a secret that contains another is masked whole.
-        self._secrets = sorted({s for s in (secrets or []) if s}, key=len, reverse=True)
+        # Longest first so a secret that contains another is masked whole; as it appears inside
+        # the JSON line (quotes, backslashes, newlines escaped).
+        self._secrets = [orjson.dumps(s).decode()[1:-1]
+                         for s in sorted({s for s in (secrets or []) if s}, key=len, reverse=True)]
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {

@@ -15,7 +15,9 @@ SENSITIVE_HEADERS = {"x-gitlab-token", "webhook-signature", "authorization", "pr
 
 def scrubber(secrets: list[str]):
     """A Sentry before_send hook: drop sensitive headers and mask secret values anywhere."""
-    ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
+    # Secrets as they appear inside JSON text (quotes, backslashes and newlines escaped).
+    ordered = [orjson.dumps(s).decode()[1:-1]
+               for s in sorted({s for s in secrets if s}, key=len, reverse=True)]
 
     def before_send(event: dict[str, Any], hint: Any) -> dict[str, Any] | None:
         req = event.get("request") or {}
@@ -31,7 +33,7 @@ def scrubber(secrets: list[str]):
         if not any(s in text for s in ordered):
             return event
         for s in ordered:
-            text = text.replace(orjson.dumps(s).decode()[1:-1], "[redacted]")
+            text = text.replace(s, "[redacted]")
         return orjson.loads(text)
 
     return before_send
