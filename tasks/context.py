@@ -61,6 +61,9 @@ class HandlerContext:
             pipe.expire(key, DECISIONS_TTL)
             pipe.execute()
         log.info("decision: %s", action, extra={"decision": entry})
+        from tasks import metrics
+
+        metrics.DECISIONS.labels(handler=self.handler or "none", action=action).inc()
         return entry
 
 

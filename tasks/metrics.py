@@ -12,3 +12,6 @@ ENQUEUE_SECONDS = Histogram("devops_agent_webhook_enqueue_seconds",
                             buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1))
 EVENTS_PROCESSED = Counter("devops_agent_events_processed_total",
                            "Deliveries processed by workers", ["kind", "outcome"])
+DECISIONS = Counter("devops_agent_decisions_total", "Handler decisions", ["handler", "action"])
+JOB_FAILURES = Counter("devops_agent_job_failures_total", "Failed jobs classified, by category",
+                       ["category"])

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from tasks import metrics
 from tasks.comments import upsert_comment
 from tasks.linking import linked_targets
 from tasks.store import Store
@@ -69,6 +70,7 @@ def triage(ctx: Any, pipe: PipelineRef, failed: list[FailedJob]) -> list[dict[st
             rows.append(prior)  # this very job was already triaged (the other hook kind)
             continue
         verdict = classify_job(ctx, pipe.project, job)
+        metrics.JOB_FAILURES.labels(category=verdict["category"]).inc()
         row = {"name": job.name, "stage": job.stage, "job_id": job.id, "status": "failed",
                "failure_reason": job.failure_reason, **verdict}
         row.update(react(ctx, store, pipe, job, verdict, outage=outage, failed_count=total_failed))

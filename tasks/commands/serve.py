@@ -135,6 +135,15 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def worker(args: argparse.Namespace) -> int:
+    # Before anything imports prometheus_client, which picks its storage once at import.
+    metrics_port = os.environ.get("WORKER_METRICS_PORT")
+    if metrics_port:
+        # Celery's pool children count into per-process files; the parent serves their sum.
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            import tempfile
+
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="devops-agent-worker-")
+        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
     try:
         settings = load_settings(require_secret=False)
     except ConfigError as exc:
@@ -169,6 +178,8 @@ def worker(args: argparse.Namespace) -> int:
 
     app = configure(settings.redis_url.replace("unix://", "redis+socket://"), settings.task_queue)
     worker_ready.connect(lambda **_: start_reaper(settings), weak=False)
+    if metrics_port:
+        worker_ready.connect(lambda **_: _serve_metrics(int(metrics_port)), weak=False)
     app.worker_main([
         "worker", "--loglevel", settings.log_level, "-Q", settings.task_queue,
         "--concurrency", str(args.concurrency), "--pool", args.pool,
@@ -176,3 +187,11 @@ def worker(args: argparse.Namespace) -> int:
         "-n", f"devops-agent-{os.getpid()}@%h",
     ])
     return 0
+
+
+def _serve_metrics(port: int) -> None:
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr=os.environ.get("WORKER_METRICS_HOST", "0.0.0.0"), registry=registry)

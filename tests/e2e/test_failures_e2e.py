@@ -23,12 +23,16 @@ PROJECT = 15
 @pytest.fixture(scope="module")
 def stack(redis_server, fake_gitlab_process, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("failures")
+    from tasks.redis_server import free_port
+
+    metrics_port = free_port()
     env = base_env(redis_server.client_url(), GITLAB_URL=fake_gitlab_process.url,
                    GITLAB_TOKEN=fake_gitlab_process.token, GITLAB_PROJECTS="acme/*",
-                   INCIDENT_PROJECT="acme/shop")
+                   INCIDENT_PROJECT="acme/shop", WORKER_METRICS_PORT=str(metrics_port),
+                   WORKER_METRICS_HOST="127.0.0.1")
     web, url = start_web(env, tmp, workers=1)
     worker = start_worker(env, tmp)
-    yield {"url": url, "worker": worker}
+    yield {"url": url, "worker": worker, "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
     worker.stop()
     web.stop()
     # Expected trouble (429s, 500s) is retried inside the adapter; nothing may escape a handler.
@@ -187,3 +191,12 @@ def test_projects_not_configured_are_ignored(stack, gl, redis_client):
     payload["project"] = {**payload["project"], "id": 99, "path_with_namespace": "other/repo"}
     send(stack, redis_client, orjson.dumps(payload), "Pipeline Hook")
     assert gl.write_calls() == []
+
+
+def test_worker_metrics_count_classifications(stack, gl, redis_client):
+    import requests
+
+    send(stack, redis_client, orjson.dumps(only_runner_failure(pipeline_payload())), "Pipeline Hook")
+    text = wait_until(lambda: requests.get(stack["metrics"], timeout=2).text, what="metrics")
+    assert 'devops_agent_job_failures_total{category="runner_system_failure"}' in text
+    assert 'devops_agent_events_processed_total{kind="pipeline",outcome="done"}' in text
