@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tasks.chatops.commands.help import help_text
 from tasks.chatops.core import load_commands
-from tasks.handlers import load_handlers
+from tasks.handlers import BUILTIN_MODULES, load_handlers
 
 START, END = "<!-- generated:commands -->", "<!-- /generated:commands -->"
 
@@ -18,6 +18,8 @@ def tables(prefix: str = "/devops") -> str:
     load_commands()
     lines = ["| Handler | Events | What it does |", "|---|---|---|"]
     for h in registry.handlers.values():
+        if h.fn.__module__ not in BUILTIN_MODULES:
+            continue  # extra modules (EXTRA_HANDLER_MODULES) are the user's own
         lines.append(f"| `{h.name}` | {', '.join(h.kinds)} | {h.help.description} |")
     return "\n".join(lines) + "\n\n" + help_text(prefix)
 
