@@ -85,6 +85,15 @@ def serve(args: argparse.Namespace) -> int:
     from tasks.logs import configure_logging
 
     configure_logging(settings.log_level, settings.secret_values())
+    try:  # refuse to start with a broken configuration or rules table, before spawning anything
+        from tasks.config import load_config
+        from tasks.rules import load_table
+
+        load_config(settings.config_file)
+        load_table(settings.rules_file)
+    except Exception as exc:  # noqa: BLE001 - ConfigError, RulesError: reported the same way
+        print(f"devops-agent: {exc}", file=sys.stderr)
+        return 2
     data_dir = (args.data_dir or Path(os.environ.get("DATA_DIR", "devops-agent-data"))).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -164,6 +173,9 @@ def worker(args: argparse.Namespace) -> int:
 
     try:
         build_runtime(settings)
+        from tasks.config import load_config
+
+        load_config(settings.config_file)
         if settings.rules_file is not None:
             from tasks.rules import load_table
 
