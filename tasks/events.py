@@ -84,18 +84,21 @@ class Commit(_Model):
     message: str | None = None
 
 
-class PipelineEvent(_Model):
-    kind: Literal["pipeline"] = "pipeline"
-    object_attributes: PipelineAttributes
+class _ProjectEvent(_Model):
     project: Project
-    user: User | None = None
-    merge_request: PipelineMR | None = None
-    builds: list[Build] = Field(default_factory=list)
-    commit: Commit | None = None
 
     @property
     def project_id(self) -> int:
         return self.project.id
+
+
+class PipelineEvent(_ProjectEvent):
+    kind: Literal["pipeline"] = "pipeline"
+    object_attributes: PipelineAttributes
+    user: User | None = None
+    merge_request: PipelineMR | None = None
+    builds: list[Build] = Field(default_factory=list)
+    commit: Commit | None = None
 
 
 class JobEvent(_Model):
@@ -144,43 +147,28 @@ class IssueAttributes(_Model):
     updated_at: str | None = None
 
 
-class IssueEvent(_Model):
-    kind: Literal["issue"] = "issue"
-    object_attributes: IssueAttributes
-    project: Project
-    user: User | None = None
-    labels: list[Label] = Field(default_factory=list)
-    changes: Changes = Field(default_factory=Changes)
-
-    @property
-    def project_id(self) -> int:
-        return self.project.id
-
-
-class MRAttributes(_Model):
-    id: int | None = None
-    iid: int
-    title: str | None = None
-    description: str | None = None
-    action: str | None = None
-    state: str | None = None
+class MRAttributes(IssueAttributes):
     source_branch: str | None = None
     target_branch: str | None = None
     last_commit: Commit | None = None
-    updated_at: str | None = None
 
 
-class MergeRequestEvent(_Model):
-    kind: Literal["merge_request"] = "merge_request"
-    object_attributes: MRAttributes
-    project: Project
+class _LabelledEvent(_ProjectEvent):
+    """Issue and merge request hooks: who changed what, and the label change if any."""
+
     user: User | None = None
     labels: list[Label] = Field(default_factory=list)
     changes: Changes = Field(default_factory=Changes)
 
-    @property
-    def project_id(self) -> int:
-        return self.project.id
+
+class IssueEvent(_LabelledEvent):
+    kind: Literal["issue"] = "issue"
+    object_attributes: IssueAttributes
+
+
+class MergeRequestEvent(_LabelledEvent):
+    kind: Literal["merge_request"] = "merge_request"
+    object_attributes: MRAttributes
 
 
 class NoteAttributes(_Model):
@@ -197,34 +185,24 @@ class NoteIssue(_Model):
     source_branch: str | None = None  # merge requests only
 
 
-class NoteEvent(_Model):
+class NoteEvent(_ProjectEvent):
     kind: Literal["note"] = "note"
     object_attributes: NoteAttributes
-    project: Project
     user: User
     issue: NoteIssue | None = None
     merge_request: NoteIssue | None = None
 
-    @property
-    def project_id(self) -> int:
-        return self.project.id
 
-
-class DeploymentEvent(_Model):
+class DeploymentEvent(_ProjectEvent):
     kind: Literal["deployment"] = "deployment"
     status: str
     deployment_id: int | None = None
     deployable_id: int | None = None
     environment: str
-    project: Project
     ref: str | None = None
     sha: str | None = None
     short_sha: str | None = None
     user: User | None = None
-
-    @property
-    def project_id(self) -> int:
-        return self.project.id
 
 
 Event = PipelineEvent | JobEvent | MergeRequestEvent | IssueEvent | NoteEvent | DeploymentEvent

@@ -55,6 +55,25 @@ def project_allowed(settings: Any, project_id: int, path: str | None) -> bool:
     return False
 
 
+def not_actionable(ctx: Any, project_id: int, path: str | None) -> str | None:
+    """Why a handler must leave this project alone, or None: the allow-list, then GitLab access."""
+    if not project_allowed(ctx.settings, project_id, path):
+        return "project is not in GITLAB_PROJECTS"
+    if ctx.gitlab is None:
+        return "GITLAB_URL/GITLAB_TOKEN not configured"
+    return None
+
+
+def pipeline_ref(event: Any) -> PipelineRef:
+    """The PipelineRef of a Pipeline Hook."""
+    attrs = event.object_attributes
+    return PipelineRef(project=event.project.id, pipeline=attrs.id, ref=attrs.ref or "",
+                       sha=attrs.sha or "",
+                       mr_iid=event.merge_request.iid if event.merge_request else None,
+                       commit_message=event.commit.message if event.commit else None,
+                       project_path=event.project.path_with_namespace)
+
+
 def triage(ctx: Any, pipe: PipelineRef, failed: list[FailedJob]) -> list[dict[str, Any]]:
     """Classify and react to `failed` jobs of one pipeline; then refresh comment and labels."""
     settings, gitlab = ctx.settings, ctx.gitlab

@@ -8,7 +8,7 @@ from tasks.chatops.core import COMMANDS, Invocation, load_commands
 from tasks.chatops.parse import parse_commands
 from tasks.handlers import HelpRecord, handler
 from tasks.store import Store
-from tasks.triage import project_allowed
+from tasks.triage import not_actionable
 
 HELP = HelpRecord(
     description="Runs commands written at the start of a line in issue and merge request "
@@ -48,10 +48,9 @@ def handle(event, ctx):
     commands = parse_commands(note.note, ctx.config.chatops.prefix)
     if not commands:
         return ctx.decide("skip", reason="no command")
-    if not project_allowed(ctx.settings, event.project.id, event.project.path_with_namespace):
-        return ctx.decide("ignored", reason="project is not in GITLAB_PROJECTS")
-    if ctx.gitlab is None:
-        return ctx.decide("skip", reason="GITLAB_URL/GITLAB_TOKEN not configured")
+    reason = not_actionable(ctx, event.project.id, event.project.path_with_namespace)
+    if reason:
+        return ctx.decide("ignored", reason=reason)
     if event.user.username and event.user.username == bot_username(ctx):
         return ctx.decide("skip", reason="the bot's own note")
     store = Store(ctx.redis)

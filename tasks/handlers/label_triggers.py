@@ -5,7 +5,7 @@ from __future__ import annotations
 from tasks.chatops.core import Invocation, request_action
 from tasks.handlers import HelpRecord, handler
 from tasks.store import Store
-from tasks.triage import project_allowed
+from tasks.triage import not_actionable
 
 HELP = HelpRecord(
     description="Adding the label deploy::<env> or rollback::<env> to an issue or merge request "
@@ -30,10 +30,9 @@ def handle(event, ctx):
                 triggers.append((action, m.group(1), label))
     if not triggers:
         return ctx.decide("skip", reason="no trigger label added", labels=added)
-    if not project_allowed(ctx.settings, event.project.id, event.project.path_with_namespace):
-        return ctx.decide("ignored", reason="project is not in GITLAB_PROJECTS")
-    if ctx.gitlab is None or event.user is None:
-        return ctx.decide("skip", reason="no GitLab configured or no user in the hook")
+    reason = not_actionable(ctx, event.project.id, event.project.path_with_namespace)
+    if reason or event.user is None:
+        return ctx.decide("ignored", reason=reason or "no user in the hook")
     kind = "issue" if event.kind == "issue" else "mr"
     attrs = event.object_attributes
     store = Store(ctx.redis)

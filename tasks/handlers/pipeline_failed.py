@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tasks.handlers import HelpRecord, handler
-from tasks.triage import FailedJob, PipelineRef, project_allowed, triage
+from tasks.triage import FailedJob, not_actionable, pipeline_ref, triage
 
 HELP = HelpRecord(
     description="Classifies the failed jobs of a failed pipeline against the rules table, retries "
@@ -18,11 +18,9 @@ def handle(event, ctx):
     attrs = event.object_attributes
     if attrs.status != "failed":
         return ctx.decide("skip", reason=f"pipeline status is {attrs.status}")
-    if not project_allowed(ctx.settings, event.project.id, event.project.path_with_namespace):
-        return ctx.decide("ignored", reason="project is not in GITLAB_PROJECTS",
-                          project=event.project.id)
-    if ctx.gitlab is None:
-        return ctx.decide("skip", reason="GITLAB_URL/GITLAB_TOKEN not configured")
+    reason = not_actionable(ctx, event.project.id, event.project.path_with_namespace)
+    if reason:
+        return ctx.decide("ignored", reason=reason, project=event.project.id)
     builds = event.builds
     if builds:
         failed = [FailedJob(b.id, b.name, b.stage, b.failure_reason)
@@ -33,8 +31,4 @@ def handle(event, ctx):
                   if not j.get("allow_failure")]
     if not failed:
         return ctx.decide("skip", reason="no failed job that is not allowed to fail")
-    pipe = PipelineRef(project=event.project.id, pipeline=attrs.id, ref=attrs.ref or "",
-                       sha=attrs.sha or "", mr_iid=event.merge_request.iid if event.merge_request else None,
-                       commit_message=event.commit.message if event.commit else None,
-                       project_path=event.project.path_with_namespace)
-    triage(ctx, pipe, failed)
+    triage(ctx, pipeline_ref(event), failed)

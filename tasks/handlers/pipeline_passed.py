@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tasks.handlers import HelpRecord, handler
-from tasks.triage import PipelineRef, passed, project_allowed
+from tasks.triage import PipelineRef, not_actionable, passed, pipeline_ref
 
 HELP = HelpRecord(
     description="When a later pipeline for the same ref passes, the failure comment says so and "
@@ -18,13 +18,10 @@ def handle(event, ctx):
     attrs = event.object_attributes
     if attrs.status != "success":
         return ctx.decide("skip", reason=f"pipeline status is {attrs.status}")
-    if not project_allowed(ctx.settings, event.project.id, event.project.path_with_namespace):
-        return ctx.decide("ignored", reason="project is not in GITLAB_PROJECTS")
-    if ctx.gitlab is None:
-        return ctx.decide("skip", reason="GITLAB_URL/GITLAB_TOKEN not configured")
-    pipe = PipelineRef(project=event.project.id, pipeline=attrs.id, ref=attrs.ref or "",
-                       sha=attrs.sha or "", mr_iid=event.merge_request.iid if event.merge_request else None,
-                       commit_message=event.commit.message if event.commit else None)
+    reason = not_actionable(ctx, event.project.id, event.project.path_with_namespace)
+    if reason:
+        return ctx.decide("ignored", reason=reason)
+    pipe = pipeline_ref(event)
     ctx.decide("passed", outcome=passed(ctx, pipe), pipeline=attrs.id)
     auto_deploy(event, ctx, pipe)
 

@@ -16,7 +16,7 @@ from tasks.adapters.gitlab import GitLabAdapter
 from tasks.chatops.deployer import RecordingDeployer
 from tasks.inbox import record_key
 from tests.support.fake_gitlab.fixtures import fake_gitlab_process, fake_gitlab_proc  # noqa: F401
-from tests.support.procs import base_env, post_delivery, start_web, start_worker, wait_until
+from tests.support.procs import Stack, base_env, post_delivery, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = ROOT / "fixtures" / "payloads"
@@ -37,13 +37,9 @@ def stack(redis_server, fake_gitlab_process, tmp_path_factory):
     env = base_env(redis_server.client_url(), GITLAB_URL=fake_gitlab_process.url,
                    GITLAB_TOKEN=fake_gitlab_process.token, GITLAB_PROJECTS="15",
                    DEVOPS_AGENT_CONFIG=str(config))
-    web, url = start_web(env, tmp, workers=1)
-    worker = start_worker(env, tmp)
-    yield {"url": url}
-    worker.stop()
-    web.stop()
-    errors = [l for l in worker.log().splitlines() if '"level":"error"' in l]
-    assert errors == [], errors[:3]
+    stack = Stack(env, tmp)
+    yield {"url": stack.url}
+    stack.close()
 
 
 @pytest.fixture

@@ -118,3 +118,19 @@ def post_delivery(url: str, body: bytes, event: str, *, key: str | None = None,
         headers["Idempotency-Key"] = key
     headers.update(extra_headers or {})
     return requests.post(url + "/webhooks/gitlab", data=body, headers=headers, timeout=10)
+
+
+class Stack:
+    """gunicorn + one worker on `env`; `close()` stops both and fails on any worker error line
+    (expected trouble such as 429s is handled inside the adapters and must not escape)."""
+
+    def __init__(self, env: dict[str, str], tmp: Path, web_workers: int = 1) -> None:
+        self.env = env
+        self.web, self.url = start_web(env, tmp, workers=web_workers)
+        self.worker = start_worker(env, tmp)
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.web.stop()
+        errors = [l for l in self.worker.log().splitlines() if '"level":"error"' in l]
+        assert errors == [], errors[:3]
