@@ -7,7 +7,6 @@ import inspect
 import logging
 import socket
 import traceback
-import tracemalloc
 
 import pytest
 
