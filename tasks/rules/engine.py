@@ -23,8 +23,10 @@ only an accelerator and a pattern it cannot compile falls back to its prefilter 
 
 from __future__ import annotations
 
+import os
 import queue
 import re
+import stat
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -51,6 +53,11 @@ _OTHER_ESC = re.compile(rb"\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[\x20-\x2f]*
 # alternation, so a single C-level re.split both removes them and reports the markers.
 _ESCAPES = re.compile(
     rb"\x1b\[0Ksection_(start|end):\d+:([A-Za-z0-9_.\-]+)(?:\[[^\]\r\n]*\])?\r?"
+    rb"|\x1b\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]"
+)
+# The same spans as _ESCAPES, without groups: re.sub removes them faster than split + join.
+_ESCAPES_ONLY = re.compile(
+    rb"\x1b\[0Ksection_(?:start|end):\d+:[A-Za-z0-9_.\-]+(?:\[[^\]\r\n]*\])?\r?"
     rb"|\x1b\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]"
 )
 _TIMESTAMP_PREFIX = re.compile(rb"(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z [0-9a-fA-F]{2}[OE]\+? ?")
@@ -142,18 +149,126 @@ def clean_block(raw: bytes, timestamps: bool = False) -> tuple[bytes, list[tuple
     return block, events
 
 
-def read_chunks(source: BinaryIO | str, size: int = BLOCK_BYTES) -> Iterator[bytes]:
+def quick_clean(raw: bytes, timestamps: bool = False) -> tuple[bytes, list[tuple[str, str]] | None]:
+    """The text `clean_block` makes, and the (start|end, name) of its section markers in order.
+
+    Cheaper than `clean_block` (one re.sub instead of split + join + offsets) for the many
+    blocks no pattern hits; a block that hits is cleaned again by `clean_block` for the
+    markers' offsets. Markers are found with bytes.find: GitLab writes a few per megabyte.
+    None instead of the list means "use clean_block" (a marker whose options hold an ESC,
+    so the one-pass split could read it differently).
+    """
+    if timestamps:
+        raw = _TIMESTAMP_PREFIX.sub(b"", raw)
+    if b"\x1b" not in raw:
+        return raw, []
+    marks: list[tuple[str, str]] = []
+    p = raw.find(b"section_")
+    while p >= 0:
+        if p >= 4 and raw.startswith(b"\x1b[0K", p - 4):
+            m = _ESCAPES.match(raw, p - 4)
+            if m is not None and m.group(1) is not None:
+                if raw.find(b"\x1b", m.start() + 1, m.end()) >= 0:
+                    return raw, None
+                marks.append((m.group(1).decode(), m.group(2).decode("ascii", "replace")))
+                p = m.end()
+        p = raw.find(b"section_", p + 1)
+    block = _ESCAPES_ONLY.sub(b"", raw)
+    if b"\x1b" in block:
+        block = _OTHER_ESC.sub(b"", block)
+    return block, marks
+
+
+def read_chunks(source: BinaryIO | str, size: int = BLOCK_BYTES) -> "FileChunks":
     """Chunks of a binary file object or a path, read ahead on a helper thread.
 
     File reads release the GIL, so reading the next megabyte overlaps with cleaning this one
     (~10-15% on a big log). At most `_READ_AHEAD` chunks wait in the queue: memory stays flat.
+    The result is an iterator of chunks; `Engine.scan` reads a regular file through it in
+    newline-aligned blocks instead (FileChunks.blocks), saving the copies of re-assembly.
     """
-    if isinstance(source, str):
-        with open(source, "rb", buffering=0) as fh:
-            yield from read_chunks(fh, size)
-        return
+    return FileChunks(source, size)
+
+
+class FileChunks:
+    """Iterator over a file's chunks that the engine may read as blocks instead (see blocks())."""
+
+    def __init__(self, source: BinaryIO | str, size: int = BLOCK_BYTES):
+        self.source = source
+        self.size = size
+        self._gen: Iterator[bytes] | None = None
+
+    def __iter__(self) -> "FileChunks":
+        return self
+
+    def __next__(self) -> bytes:
+        if self._gen is None:
+            self._gen = _chunks_of(self.source, self.size)
+        return next(self._gen)
+
+    def close(self) -> None:
+        if self._gen is not None:
+            self._gen.close()  # type: ignore[attr-defined]
+
+    def blocks(self) -> Iterator[tuple[bytes, bool, int]] | None:
+        """(block, ends mid-line, newlines in it) for a regular file not yet read, else None.
+
+        Each block is one read of BLOCK_BYTES cut at its last newline; the cut-off partial line
+        is read again with the next block (a seek back), so no block is ever re-assembled from
+        pieces. Newlines are counted on the reader thread, next to the read.
+        """
+        if self._gen is not None or self.size != BLOCK_BYTES:
+            return None
+        src = self.source
+        if isinstance(src, str):
+            return _path_blocks(src)
+        try:
+            if not (src.seekable() and stat.S_ISREG(os.fstat(src.fileno()).st_mode)):
+                return None
+        except (AttributeError, OSError, ValueError):
+            return None
+        self._gen = iter(())  # consumed through blocks() from now on
+        return _read_ahead(lambda put: _produce_blocks(src, put))
+
+
+def _path_blocks(path: str) -> Iterator[tuple[bytes, bool, int]]:
+    with open(path, "rb", buffering=0) as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            yield from ((b, p, b.count(b"\n")) for b, p in _blocks(_chunks_of(fh, BLOCK_BYTES)))
+            return
+        yield from _read_ahead(lambda put: _produce_blocks(fh, put))
+
+
+def _produce_blocks(fh: BinaryIO, put: Any) -> None:
+    pending = b""  # a line longer than a block, being completed (rare)
+    while True:
+        data = fh.read(BLOCK_BYTES)
+        if not data:
+            if pending:
+                put((pending, not pending.endswith(b"\n"), pending.count(b"\n")))
+            return
+        if pending:
+            data, pending = pending + data, b""
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            if len(data) < MAX_LINE_BYTES + BLOCK_BYTES:
+                pending = data
+                continue
+            if not put((data, True, 0)):
+                return
+            continue
+        if cut + 1 < len(data):
+            fh.seek(cut + 1 - len(data), os.SEEK_CUR)
+            data = data[: cut + 1]
+        if not put((data, False, data.count(b"\n"))):
+            return
+
+
+def _read_ahead(produce: Any) -> Iterator[Any]:
+    """Items that produce(put) makes on a helper thread, at most _READ_AHEAD waiting."""
     q: queue.Queue = queue.Queue(_READ_AHEAD)
     stop = threading.Event()
+    done = object()
 
     def put(item: object) -> bool:
         while not stop.is_set():
@@ -164,27 +279,40 @@ def read_chunks(source: BinaryIO | str, size: int = BLOCK_BYTES) -> Iterator[byt
                 continue
         return False
 
-    def reader() -> None:
+    def run() -> None:
         try:
-            while put(data := source.read(size)) and data:
-                pass
+            produce(put)
+            put(done)
         except BaseException as exc:  # handed to the consumer, raised there
             put(exc)
 
-    thread = threading.Thread(target=reader, name="rules-read", daemon=True)
+    thread = threading.Thread(target=run, name="rules-read", daemon=True)
     thread.start()
     try:
         while True:
             item = q.get()
+            if item is done:
+                return
             if isinstance(item, BaseException):
                 raise item
-            if not item:
-                return
             yield item
     finally:
         stop.set()
         # A reader blocked on a pipe (stdin) cannot be interrupted; it is a daemon thread.
         thread.join(timeout=1)
+
+
+def _chunks_of(source: BinaryIO | str, size: int) -> Iterator[bytes]:
+    if isinstance(source, str):
+        with open(source, "rb", buffering=0) as fh:
+            yield from _chunks_of(fh, size)
+        return
+
+    def produce(put: Any) -> None:
+        while (data := source.read(size)) and put(data):
+            pass
+
+    yield from _read_ahead(produce)
 
 
 def _blocks(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
@@ -264,7 +392,7 @@ class Engine:
         line_base = 0  # newlines before the current block
         total = 0
         partial = False
-        for block, events, found, partial in self._prefiltered(chunks):
+        for block, events, found, partial, newlines in self._prefiltered(chunks):
             total += len(block)
             for pid, end in found.items():
                 pat = self.patterns[pid]
@@ -278,7 +406,7 @@ class Engine:
                     self._confirm(pat, block, end, line_base, rh, sections, events)
             for _, kind, name in events:
                 _apply_section(sections, kind, name)
-            line_base += block.count(b"\n")
+            line_base += block.count(b"\n") if newlines is None else newlines
         # Hits that re2 did not confirm (prefilter supersets, cross-line matches) are not hits.
         return ScanResult(
             hits={r: h for r, h in hits.items() if h.count},
@@ -287,41 +415,63 @@ class Engine:
             bytes=total,
         )
 
-    def _prefiltered(self, chunks: Iterable[bytes]) -> Iterator[tuple[bytes, list, dict[int, int], bool]]:
-        """Cleaned blocks with their section events and prefilter hits, in order.
+    def _prefiltered(self, chunks: Iterable[bytes]) -> Iterator[tuple[bytes, list, dict[int, int], bool, int | None]]:
+        """Cleaned blocks with their section events, prefilter hits, and newline counts, in order.
 
         Hyperscan releases the GIL while it scans, so from the second block on, block N is
         scanned on a helper thread while this thread confirms block N-1's hits and cleans block
         N+1: the two halves of the work overlap instead of adding up. At most three blocks are
         alive at once, so memory stays flat.
+
+        Blocks are cleaned by `quick_clean`, which leaves out the markers' offsets; the few
+        blocks with prefilter hits are cleaned again by `clean_block` to have them (the same
+        text, so the prefilter's offsets hold). Newline counts come from the reader thread when
+        the log is a regular file (None: count here).
         """
         hits = self.prefilter.hits
         # One scratch is enough: scans never overlap (one helper thread, or none).
         scratch = self.prefilter.scratch()
         timestamps: bool | None = None
         pool: ThreadPoolExecutor | None = None
-        pending: tuple[Future | None, bytes, list, bool] | None = None
+        pending: tuple | None = None
+        blocks = chunks.blocks() if isinstance(chunks, FileChunks) else None
+        if blocks is None:
+            blocks = ((raw, partial, None) for raw, partial in _blocks(chunks))
         try:
-            for raw, partial in _blocks(chunks):
+            for raw, partial, newlines in blocks:
                 if timestamps is None:
                     timestamps = _TIMESTAMP_PREFIX.match(raw) is not None
-                block, events = clean_block(raw, timestamps)
+                block, marks = quick_clean(raw, timestamps)
+                if marks is None:
+                    block, events = clean_block(raw, timestamps)
+                    raw = None  # events are exact already
+                else:
+                    events = [(-1, kind, name) for kind, name in marks]
+                    if not events:
+                        raw = None
+                item = (block, events, partial, newlines, raw)
                 if pending is None:
-                    pending = (None, block, events, partial)  # a one-block log never starts a thread
+                    pending = (None,) + item  # a one-block log never starts a thread
                     continue
                 if pool is None:
                     pool = ThreadPoolExecutor(1, thread_name_prefix="rules-scan")
                     pending = (pool.submit(hits, pending[1], scratch),) + pending[1:]
-                current = (pool.submit(hits, block, scratch), block, events, partial)
-                fut, pblock, pevents, ppartial = pending
-                yield pblock, pevents, fut.result(), ppartial  # type: ignore[union-attr]
+                current = (pool.submit(hits, block, scratch),) + item
+                yield self._settle(pending, hits, scratch, timestamps)
                 pending = current
             if pending is not None:
-                fut, pblock, pevents, ppartial = pending
-                yield pblock, pevents, (fut.result() if fut else hits(pblock, scratch)), ppartial
+                yield self._settle(pending, hits, scratch, timestamps)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+
+    @staticmethod
+    def _settle(pending: tuple, hits: Any, scratch: Any, timestamps: bool | None) -> tuple:
+        fut, block, events, partial, newlines, raw = pending
+        found = fut.result() if fut is not None else hits(block, scratch)
+        if found and raw is not None:  # evidence needs the section markers' offsets
+            block, events = clean_block(raw, bool(timestamps))
+        return block, events, found, partial, newlines
 
     def _confirm(self, pat, block, end, line_base, rh, sections, events) -> None:
         rx = pat.regex
