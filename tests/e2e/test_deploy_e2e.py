@@ -118,11 +118,15 @@ def test_failed_health_check_rolls_back_and_files_a_postmortem(stack, gl, kube, 
     wait_until(lambda: "rolled back" in reply(gl) or "❌" in reply(gl), timeout=40,
                what="the deploy to be rolled back")
     wait_until(lambda: image(kube) == before, timeout=20, what="the old image to be back")
-    issues = GitLabAdapter(gl.url, gl.token).find_issues(PROJECT, labels=["devops-agent::postmortem"])
+    api = GitLabAdapter(gl.url, gl.token)
+    # the verdict and the post-mortem are separate writes; the reply can land first
+    issues = wait_until(lambda: api.find_issues(PROJECT, labels=["devops-agent::postmortem"]),
+                        timeout=20, what="the post-mortem issue")
     assert len(issues) == 1
     body = issues[0]["description"]
     assert "What went wrong" in body and "503" in body
-    assert "deploy-failed::staging" in GitLabAdapter(gl.url, gl.token).get_issue(PROJECT, 42)["labels"]
+    wait_until(lambda: "deploy-failed::staging" in api.get_issue(PROJECT, 42)["labels"],
+               timeout=20, what="the deploy-failed label")
 
 
 def test_a_passing_default_branch_pipeline_auto_deploys_staging(stack, gl, kube, health,
