@@ -159,11 +159,11 @@ def finish(gitlab: Any, config: AgentConfig, project: int, kind: str, iid: int, 
     if ticket.status in ("queued", "running"):
         reply(f"🚀 {action} of `{env}` is {ticket.status}: {ticket.detail}")
         return
-    if ticket.status == "succeeded":
+    # Labels first, the reply last: whoever waits for the verdict in the thread sees final labels.
+    succeeded = ticket.status == "succeeded"
+    gitlab.add_labels(project, kind, iid, [labels.name("deployed" if succeeded else "failed", env)])
+    gitlab.remove_labels(project, kind, iid, [labels.name("deploying", env)])
+    if succeeded:
         reply(f"✅ {action} of `{env}` done: {ticket.detail}")
-        final = labels.name("deployed", env)
     else:
         reply(f"❌ {action} of `{env}` {ticket.status}: {ticket.detail}")
-        final = labels.name("failed", env)
-    gitlab.add_labels(project, kind, iid, [final])
-    gitlab.remove_labels(project, kind, iid, [labels.name("deploying", env)])

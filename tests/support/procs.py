@@ -61,9 +61,14 @@ class Proc:
                 pass
             self.proc.wait(timeout=30)
 
-    def stop(self) -> None:
+    def stop(self, group: bool = True) -> None:
+        """SIGTERM the process group, or (group=False) only the main process: a Celery worker
+        then shuts down warmly, finishing its tasks instead of losing them to WorkerLostError."""
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            if group:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            else:
+                self.proc.terminate()
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -130,7 +135,7 @@ class Stack:
         self.worker = start_worker(env, tmp)
 
     def close(self) -> None:
-        self.worker.stop()
+        self.worker.stop(group=False)
         self.web.stop()
         errors = [l for l in self.worker.log().splitlines() if '"level":"error"' in l]
         assert errors == [], errors[:3]
