@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 EXIT_MATCHED = 0
 EXIT_UNKNOWN = 1
@@ -92,15 +93,35 @@ def _open_log(spec: str) -> BinaryIO:
     return open(path, "rb", buffering=0)
 
 
-def _chunks(fh: BinaryIO, state: dict[str, Any]) -> Iterator[bytes]:
-    """File chunks, noting whether the input looks like binary rather than a text log."""
+def _chunks(fh: BinaryIO, state: dict[str, Any]) -> Iterable[bytes]:
+    """File chunks, noting whether the input looks like binary rather than a text log.
+
+    A regular file is sniffed with one pread and handed to the engine as it is (read_chunks),
+    so the engine can read it in newline-aligned blocks; a pipe is sniffed on its first chunk.
+    """
     from .engine import read_chunks
 
-    for data in read_chunks(fh):
+    try:
+        regular = stat.S_ISREG(os.fstat(fh.fileno()).st_mode) and fh.seekable()
+    except (AttributeError, OSError, ValueError):
+        regular = False
+    if regular:
+        sample = os.pread(fh.fileno(), 8192, fh.tell())
+        if sample:
+            state["binary"] = _looks_binary(sample)
+        return read_chunks(fh)
+    return _sniffed(read_chunks(fh), state)
+
+
+def _looks_binary(sample: bytes) -> bool:
+    # Text logs (UTF-8, ANSI colours, \r progress bars) have almost no other control bytes.
+    return len(sample.translate(None, _TEXT_BYTES)) * 20 > len(sample)
+
+
+def _sniffed(chunks: Iterable[bytes], state: dict[str, Any]) -> Iterator[bytes]:
+    for data in chunks:
         if "binary" not in state:
-            sample = data[:8192]
-            # Text logs (UTF-8, ANSI colours, \r progress bars) have almost no other control bytes.
-            state["binary"] = len(sample.translate(None, _TEXT_BYTES)) * 20 > len(sample)
+            state["binary"] = _looks_binary(data[:8192])
         yield data
 
 
