@@ -10,13 +10,16 @@ Writes the generated log to a temporary directory (deleted afterwards), then rep
   * GNU grep: `LC_ALL=C grep -E -f patterns FILE`, the default table's log patterns translated
     to ERE (named and non-capturing groups made plain, \\d -> [0-9], (?i) dropped), which is
     close enough to compare throughput, not results.
-Numbers are MB/s (10^6 bytes) and ratios to grep; each timing is the best of --repeat runs.
+Numbers are MB/s (10^6 bytes) and ratios to grep, from the best of --repeat interleaved rounds;
+the median and worst round show the spread (a shared machine moves them a lot), and the
+engine rows give their CPU seconds (all threads) next to wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import re
 import shutil
 import subprocess
@@ -42,13 +45,11 @@ def ere(pattern: str) -> str:
     return p.replace("\\d", "[0-9]")
 
 
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def timed(fn) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, all threads) of one call."""
+    cpu, start = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def run_child(argv: list[str]) -> tuple[float, int, bytes]:
@@ -90,29 +91,36 @@ def main(argv: list[str] | None = None) -> int:
         # Rounds interleave the four measurements so that load from other processes on a
         # shared machine hits them alike; each keeps its best round.
         timings: dict[str, list[float]] = {"hs": [], "re2": [], "proc": [], "grep": []}
+        cpu: dict[str, list[float]] = {"hs": [], "re2": []}
         proc_rss = 0
         for _ in range(args.repeat):
-            timings["hs"].append(best(lambda: table.classify(read_chunks(str(log))), 1))
-            timings["re2"].append(best(lambda: re2_table.classify(read_chunks(str(log))), 1))
+            for key, tbl in (("hs", table), ("re2", re2_table)):
+                wall, used = timed(lambda: tbl.classify(read_chunks(str(log))))
+                timings[key].append(wall)
+                cpu[key].append(used)
             secs, rss, _ = run_child(cli)
             timings["proc"].append(secs)
             proc_rss = max(proc_rss, rss)
             timings["grep"].append(run_child(grep)[0])
-        engine_s, re2_s, proc_s, grep_s = (min(timings[k]) for k in ("hs", "re2", "proc", "grep"))
+        grep_s = min(timings["grep"])
 
         print(f"log: {mb:.0f} MB, {sum(1 for _ in open(log, 'rb')):,} lines; rules: {len(table.rules)}, "
               f"log patterns: {len(table.engine.patterns)}; backend: {table.backend}; compile {compile_s * 1000:.0f} ms")
-        print(f"{'':34}{'seconds':>9}{'MB/s':>9}{'vs grep':>9}")
+        print(f"{'':34}{'seconds':>9}{'MB/s':>9}{'vs grep':>9}   {'median':>7}{'worst':>7}{'cpu s':>7}")
         rows = [
-            (f"engine pass ({table.backend})", engine_s),
-            ("engine pass (re2 fallback)", re2_s),
-            ("devops-agent classify (process)", proc_s),
-            ("LC_ALL=C grep -E -f patterns", grep_s),
+            (f"engine pass ({table.backend})", "hs"),
+            ("engine pass (re2 fallback)", "re2"),
+            ("devops-agent classify (process)", "proc"),
+            ("LC_ALL=C grep -E -f patterns", "grep"),
         ]
-        for name, secs in rows:
-            print(f"{name:34}{secs:9.2f}{mb / secs:9.0f}{grep_s / secs:8.2f}x")
+        for name, key in rows:
+            times = timings[key]
+            secs = min(times)
+            used = f"{min(cpu[key]):7.2f}" if key in cpu else ""
+            print(f"{name:34}{secs:9.2f}{mb / secs:9.0f}{grep_s / secs:8.2f}x   "
+                  f"{statistics.median(times):7.2f}{max(times):7.2f}{used}")
         print(f"classify process peak RSS: {proc_rss / 1024:.0f} MiB; cores: {os.cpu_count()}; "
-              f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+              f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; rounds: {args.repeat}")
         return 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
