@@ -307,3 +307,89 @@ def test_backends_agree_on_non_ascii_text(tmp_path):
             )
         )
     assert all(r == (None, {"n": "12"}) for r in results)
+
+
+# -- the block reader for regular files and the cheaper cleaning --------------------------------
+
+ESCAPES = [
+    b"\x1b[31m",
+    b"\x1b[0m",
+    b"\x1b[0K",
+    b"\x1b[01;31m\x1b[K",
+    b"\x1b]0;title\x07",
+    b"\x1b(B",
+    b"\x1b",
+    b"\x1b[0Ksection_start:1700000000:build_step\r\x1b[0K",
+    b"\x1b[0Ksection_end:1700000000:build_step\r\x1b[0K",
+    b"\x1b[0Ksection_start:17:opts[collapsed=true]\r",
+    b"\x1b[0Ksection_start:17:odd[a\x1b[31mb]\r",  # an ESC inside a marker's options
+    b"\x1b[0Ksection_end:17:opts\r",
+]
+
+
+def _sprinkled(seed: int, size: int, p: float = 0.02) -> bytes:
+    import random
+
+    rng = random.Random(seed)
+    words = [b"src/a.c:3:", b" error:", b" boom", b"FAILED", b" t_1", b"\n", b"noise", b" ", b"\r"]
+    out = bytearray()
+    while len(out) < size:
+        if rng.random() < p:
+            out += rng.choice(ESCAPES)
+        out += rng.choice(words)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_quick_clean_is_clean_block_without_offsets(seed):
+    from tasks.rules.engine import _exact_events, clean_block, quick_clean
+
+    raw = _sprinkled(seed, 200_000, p=0.05 * (seed % 3))
+    text, events, parts = quick_clean(raw)
+    exact_text, exact_events = clean_block(raw)
+    assert text == exact_text
+    assert [e[1:] for e in events] == [e[1:] for e in exact_events]
+    assert (_exact_events(parts) if parts is not None else []) == exact_events
+
+
+def _scan_both_ways(table, path, data):
+    from tasks.rules.engine import FileChunks, read_chunks
+
+    chunks = read_chunks(str(path))
+    assert isinstance(chunks, FileChunks) and chunks.blocks() is not None
+    via_path = table.classify(read_chunks(str(path))).to_dict()
+    with open(path, "rb") as fh:
+        via_file = table.classify(fh).to_dict()
+    via_chunks = table.classify(data[i : i + 4096] for i in range(0, len(data), 4096)).to_dict()
+    assert via_path == via_file == via_chunks
+    return via_path
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_regular_files_read_in_blocks_agree_with_streamed_chunks(table, tmp_path, seed):
+    # Blocks of a regular file are cut at newlines with a seek back; every way in must agree
+    # on hits, line numbers, sections and captures.
+    data = _sprinkled(seed, 3_000_000) + b"\nsrc/z.c:7: \x1b[31merror:\x1b[0m boom\nlast line, no newline"
+    path = tmp_path / "job.log"
+    path.write_bytes(data)
+    result = _scan_both_ways(table, path, data)
+    assert result["rule"] == "boom"
+
+
+def test_regular_file_with_very_long_lines(table, tmp_path):
+    data = b"x" * 2_500_000 + b" src/a.c:1: error: boom\n" + b"y" * 1_500_000 + b"\nsrc/b.c:2: error: boom"
+    path = tmp_path / "long.log"
+    path.write_bytes(data)
+    result = _scan_both_ways(table, path, data)
+    assert [e["line"] for e in result["evidence"]] == [1, 3]
+
+
+def test_engine_line_count_from_the_block_reader(tmp_path):
+    from tasks.rules.engine import read_chunks
+
+    table = load_table(write_rules(tmp_path, RULES), include_default=False)
+    data = b"".join(b"line %d\n" % i for i in range(300_000)) + b"tail"
+    path = tmp_path / "n.log"
+    path.write_bytes(data)
+    assert table.engine.scan(read_chunks(str(path))).lines == 300_001
+    assert table.engine.scan([data]).lines == 300_001
