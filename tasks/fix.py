@@ -64,7 +64,9 @@ def fix_build(gitlab: Any, store: Store, settings: Any, *, project: int, ref: st
 
 def _find_existing(gitlab: Any, project: int, settings: Any, ref: str, rule: str) -> str | None:
     tag = marker(f"fix:{ref}:{rule}")
-    for issue in gitlab.find_issues(project, labels=list(settings.fix_labels) or None):
+    # search= narrows the list to this (ref, rule) server-side; the tag check below stays exact.
+    for issue in gitlab.find_issues(project, labels=list(settings.fix_labels) or None,
+                                    search=f"devops-agent:fix:{ref}:{rule}"):
         if tag in (issue.get("description") or ""):
             return str(issue["iid"])
     return None

@@ -266,23 +266,23 @@ def explain(ctx: Any, store: Store, pipe: PipelineRef, *, passed: bool,
     rule_labels = sorted({l for r in rows for l in r.get("rule_labels", [])})
     for kind, iid in targets:
         outcome = upsert_comment(gitlab, store, pipe.project, kind, iid, f"ci:{pipe.ref}", body)
+        # The cause labels we put on this target before, so stale ones go without reading it.
+        ours_key = f"da:labelled:{pipe.project}:{kind}:{iid}"
+        before = {m.decode() for m in ctx.redis.smembers(ours_key)}
+        now = set() if passed else {*category_labels, *rule_labels}
         if passed:
-            gitlab.add_labels(pipe.project, kind, iid, [settings.label_passed])
-            current = _labels_of(gitlab, pipe.project, kind, iid)
-            stale = [l for l in current if l == settings.label_failed
-                     or l.startswith(settings.label_category_prefix)]
-            if stale:
-                gitlab.remove_labels(pipe.project, kind, iid, stale)
+            gitlab.relabel(pipe.project, kind, iid, add=[settings.label_passed],
+                           remove=sorted({settings.label_failed, *before}))
         else:
-            gitlab.add_labels(pipe.project, kind, iid,
-                              [settings.label_failed, *category_labels, *rule_labels])
-            gitlab.remove_labels(pipe.project, kind, iid, [settings.label_passed])
+            gitlab.relabel(pipe.project, kind, iid, add=[settings.label_failed, *sorted(now)],
+                           remove=sorted({settings.label_passed, *(before - now)}))
+        pipe_ = ctx.redis.pipeline(transaction=True)
+        pipe_.delete(ours_key)
+        if now:
+            pipe_.sadd(ours_key, *now)
+            pipe_.expire(ours_key, 90 * 86400)
+        pipe_.execute()
         ctx.decide("comment", target=f"{kind}:{iid}", outcome=outcome, passed=passed)
-
-
-def _labels_of(gitlab: Any, project: int, kind: str, iid: int) -> list[str]:
-    item = gitlab.get_issue(project, iid) if kind == "issue" else gitlab.get_mr(project, iid)
-    return list(item.get("labels") or [])
 
 
 def _cell(text: Any, limit: int = 120) -> str:

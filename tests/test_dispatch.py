@@ -132,3 +132,14 @@ def test_unknown_handler_name_refuses_to_start(redis_server):
                              require_secret=False)
     with pytest.raises(ValueError, match="unknown handler.*nope"):
         build_runtime(settings)
+
+
+def test_reaper_leaves_queued_deliveries_alone_while_a_backlog_drains(rt, redis_client):
+    import time
+
+    waiting = accept(rt, key="w")  # its message is still in the queue
+    time.sleep(0.3)
+    assert rt.inbox.reap() == []
+    redis_client.delete(rt.settings.task_queue)  # the message was lost after all
+    time.sleep(0.3)
+    assert rt.inbox.reap() == [waiting]

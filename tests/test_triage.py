@@ -151,3 +151,20 @@ def test_render_neutralises_hostile_evidence():
     table_rows = [l for l in body.splitlines() if l.startswith("| a")]
     assert len(table_rows) == 1 and table_rows[0].count(" | ") == 5
     assert "```" not in body and len(table_rows[0]) < 600
+
+
+def test_cause_labels_follow_the_latest_failure_without_reading_the_issue(redis_client, gl):
+    ctx = context(redis_client, gl)
+    pipe, job = seed_failure(gl)
+    triage(ctx, pipe, [job])
+    labels = gl.issues[("acme/shop", 42)]["labels"]
+    assert "ci-failure:runner_system_failure" in labels and "ci::failed" in labels
+    pipe2, job2 = seed_failure(gl, pid=600, job_id=901, log="pytest-failure.log",
+                               reason="script_failure")
+    triage(ctx, pipe2, [job2])
+    labels = gl.issues[("acme/shop", 42)]["labels"]
+    assert "ci-failure:test_failure" in labels
+    assert "ci-failure:runner_system_failure" not in labels and "ci-cause:infra" not in labels
+    passed(ctx, PipelineRef(15, 601, "42-fix", "b" * 40, mr_iid=7))
+    labels = gl.issues[("acme/shop", 42)]["labels"]
+    assert "ci::passed" in labels and not [l for l in labels if l.startswith("ci-failure:")]

@@ -134,9 +134,8 @@ def request_action(inv: Invocation, action: str, env: str, *, ref: str | None = 
             return "refused: no pipeline"
     labels = inv.config.labels
     if inv.trigger_label or action == "deploy":
-        inv.ctx.gitlab.add_labels(inv.project, inv.kind, inv.iid, [labels.name("deploying", env)])
-        if inv.trigger_label:
-            inv.ctx.gitlab.remove_labels(inv.project, inv.kind, inv.iid, [inv.trigger_label])
+        inv.ctx.gitlab.relabel(inv.project, inv.kind, inv.iid, add=[labels.name("deploying", env)],
+                               remove=[inv.trigger_label] if inv.trigger_label else [])
     inv.reply(f"⏳ {action} of `{env}`{f' at `{ref}`' if ref else ''} queued.")
     request = DeployRequest(project=inv.project, env=env, action=action, ref=ref, sha=sha,
                             revision=revision, requested_by=inv.username, reason=force_reason,
@@ -161,8 +160,8 @@ def finish(gitlab: Any, config: AgentConfig, project: int, kind: str, iid: int, 
         return
     # Labels first, the reply last: whoever waits for the verdict in the thread sees final labels.
     succeeded = ticket.status == "succeeded"
-    gitlab.add_labels(project, kind, iid, [labels.name("deployed" if succeeded else "failed", env)])
-    gitlab.remove_labels(project, kind, iid, [labels.name("deploying", env)])
+    gitlab.relabel(project, kind, iid, add=[labels.name("deployed" if succeeded else "failed", env)],
+                   remove=[labels.name("deploying", env)])
     if succeeded:
         reply(f"✅ {action} of `{env}` done: {ticket.detail}")
     else:

@@ -334,6 +334,14 @@ class RecordingGitLab:
         drop = set(labels)
         return self._set_labels(project, kind, iid, [x for x in obj["labels"] if x not in drop])
 
+    def relabel(self, project: Any, kind: str, iid: int, add: Iterable[str] = (),
+                remove: Iterable[str] = ()) -> dict:
+        self._enter("relabel", project, kind, iid, add, remove)
+        obj = self._noteable(project, kind, iid)
+        drop = set(remove)
+        kept = [x for x in obj["labels"] if x not in drop]
+        return self._set_labels(project, kind, iid, kept + [x for x in add if x not in kept])
+
     def get_mr(self, project: Any, mr_iid: int) -> dict:
         self._enter("get_mr", project, mr_iid)
         return self._public(self._noteable(project, "mr", mr_iid))
