@@ -101,12 +101,14 @@ class Stack:
                             "PROMETHEUS_MULTIPROC_DIR"}}
         try:
             if needs_redis:
-                self.redis = RedisServer(self.tmp / "redis", unix_socket=self.redis_mode == "unix")
+                shipped = self.fsync if self.fsync in ("no", "always") else None
+                self.redis = RedisServer(self.tmp / "redis", unix_socket=self.redis_mode == "unix",
+                                         appendfsync=shipped)
                 self.redis.start()
                 if self.redis.proc is not None:
                     _live.append(self.redis.proc)
                 env["REDIS_URL"] = self.redis.client_url()
-                if self.fsync != "always":  # RedisServer's (and so `serve`'s) setting is "always"
+                if self.fsync not in ("no", "always"):  # RedisServer takes those two itself
                     import redis
 
                     client = redis.Redis.from_url(self.redis.client_url())
@@ -445,8 +447,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, help="gunicorn --threads (gthread), all variants")
     p.add_argument("--redis", choices=["unix", "tcp"], default="unix",
                    help="unix socket as `serve` runs it (default), or TCP loopback")
-    p.add_argument("--appendfsync", choices=["always", "everysec", "no", "off"], default="always",
-                   help="redis durability: always (as shipped, default), everysec, no, or off "
+    p.add_argument("--appendfsync", choices=["always", "everysec", "no", "off"], default="no",
+                   help="redis durability: no (as shipped, default), always, everysec, or off "
                         "(no append-only file) - to see what durability costs")
     p.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
                    help="scenario a: wrk when on PATH (auto), else the Python generator")
