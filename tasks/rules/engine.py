@@ -154,14 +154,18 @@ def clean_block(raw: bytes, timestamps: bool = False) -> tuple[bytes, list[tuple
     return block, events
 
 
-def quick_clean(raw: bytes) -> tuple[bytes, list[tuple[int, str, str]], list[bytes] | None]:
+def quick_clean(raw: bytes | memoryview) -> tuple[bytes, list[tuple[int, str, str]], list[bytes] | None]:
     """`clean_block(raw)` without the markers' offsets: (text, events with offset -1, parts).
 
     The offsets (a running sum over thousands of pieces) are only needed for evidence, in the
     few blocks a pattern hits: `_exact_events(parts)` makes them from the parts kept here
-    (None when there are no markers, so nothing needs to be kept).
+    (None when there are no markers, so nothing needs to be kept). `raw` may be a memoryview
+    of the start of a bytes object (the block reader's); the text returned is always bytes.
     """
-    if b"\x1b" not in raw:
+    if isinstance(raw, memoryview):
+        if raw.obj.find(b"\x1b", 0, len(raw)) < 0:
+            return bytes(raw), [], None
+    elif b"\x1b" not in raw:
         return raw, [], None
     parts = _ESCAPES.split(raw)
     kinds = parts[1::3]
@@ -219,7 +223,7 @@ class FileChunks:
         if self._gen is not None:
             self._gen.close()  # type: ignore[attr-defined]
 
-    def blocks(self) -> Iterator[tuple[bytes, bool, int]] | None:
+    def blocks(self) -> Iterator[tuple[bytes | memoryview, bool, int]] | None:
         """(block, ends mid-line, newlines in it) for a regular file not yet read, else None.
 
         Each block is one read of BLOCK_BYTES cut at its last newline; the cut-off partial line
@@ -240,7 +244,7 @@ class FileChunks:
         return _read_ahead(lambda put: _produce_blocks(src, put))
 
 
-def _path_blocks(path: str) -> Iterator[tuple[bytes, bool, int]]:
+def _path_blocks(path: str) -> Iterator[tuple[bytes | memoryview, bool, int]]:
     with open(path, "rb", buffering=0) as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
             yield from ((b, p, b.count(b"\n")) for b, p in _blocks(_chunks_of(fh, BLOCK_BYTES)))
@@ -266,10 +270,12 @@ def _produce_blocks(fh: BinaryIO, put: Any) -> None:
             if not put((data, True, 0)):
                 return
             continue
+        newlines = data.count(b"\n", 0, cut + 1)
         if cut + 1 < len(data):
             fh.seek(cut + 1 - len(data), os.SEEK_CUR)
-            data = data[: cut + 1]
-        if not put((data, False, data.count(b"\n"))):
+            # A view, not a copy: cleaning makes a new block anyway (see quick_clean).
+            data = memoryview(data)[: cut + 1]
+        if not put((data, False, newlines)):
             return
 
 
