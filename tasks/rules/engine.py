@@ -2,12 +2,16 @@
 
 Shape of the pass (why each step is there):
 
-* Chunks (python-gitlab yields 1 KiB pieces) are coalesced into ~0.5 MiB *blocks* cut at a newline,
-  so per-block Python overhead is amortised and no pattern ever sees half a line. Memory is one
-  block plus one partial line (itself capped), whatever the log size.
+* Chunks (python-gitlab yields 1 KiB pieces) are coalesced into ~0.5 MiB *blocks* cut at a
+  newline, so per-block Python overhead is amortised and no pattern ever sees half a line.
+  Memory is one block plus one partial line (itself capped), whatever the log size. A regular
+  file (read_chunks of a path or a file object, the CLI) is instead read one block at a time,
+  cut at its last newline with a seek back over the partial line: no re-assembly copies, and
+  newlines are counted on the reader thread.
 * Each block is cleaned before matching: ANSI escapes, GitLab `section_start:`/`section_end:`
   markers (remembered, so evidence can name its job step) and FF_TIMESTAMPS line prefixes.
-  Newlines are never removed, so line numbers stay those of the raw log.
+  Newlines are never removed, so line numbers stay those of the raw log. The markers' offsets
+  (a running sum over thousands of pieces) are worked out only for blocks that hit.
 * A *prefilter* (prefilter.py) says which patterns hit somewhere in the block: Hyperscan
   (block mode, SINGLEMATCH, so at most one callback per pattern per block however often it
   matches) where the wheel exists, else a google-re2 `Set`. Most blocks hit nothing and cost
