@@ -173,6 +173,21 @@ class Inbox:
             pipe.execute()
         return ids
 
+    def requeue(self, delivery_id: str) -> None:
+        """Run a recorded delivery again (an operator's decision): clear its per-handler marks,
+        mark it queued and publish a fresh message."""
+        key = record_key(delivery_id)
+        handled = [f for f in self.client.hkeys(key) if f.startswith(b"handled:")]
+        n = self.client.hincrby(key, "redeliveries", 1)
+        pipe = self.client.pipeline(transaction=True)
+        if handled:
+            pipe.hdel(key, *handled)
+        pipe.hset(key, mapping={"status": "queued", "attempts": 0})
+        pipe.zadd(PENDING, {delivery_id: time.time() + self.redeliver_after})
+        pipe.lpush(self.queue, celery_message(delivery_id, self.queue, delivery_id,
+                                              tag=f"{delivery_id}-r{n}"))
+        pipe.execute()
+
     def finish(self, delivery_id: str, status: str, **fields: Any) -> None:
         """Mark a delivery processed (done, invalid or dead) and stop redelivering it."""
         pipe = self.client.pipeline(transaction=True)

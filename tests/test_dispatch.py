@@ -143,3 +143,24 @@ def test_reaper_leaves_queued_deliveries_alone_while_a_backlog_drains(rt, redis_
     redis_client.delete(rt.settings.task_queue)  # the message was lost after all
     time.sleep(0.3)
     assert rt.inbox.reap() == [waiting]
+
+
+def test_deliveries_cli_lists_and_reruns(rt, redis_client, redis_server):
+    import os
+    import subprocess
+    import sys
+
+    did = accept(rt, key="cli-1")
+    process_delivery(rt, did)
+    env = {**os.environ, "REDIS_URL": redis_server.client_url(), "HANDLERS": "chatops"}
+    listed = subprocess.run([sys.executable, "-m", "tasks.cli", "deliveries"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and did in listed.stdout and "done" in listed.stdout
+    rerun = subprocess.run([sys.executable, "-m", "tasks.cli", "deliveries", "--rerun", did],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    assert redis_client.hget(f"da:inbox:{did}", "status") == b"queued"
+    assert redis_client.llen(rt.settings.task_queue) == 2  # the original message + the re-run
+    missing = subprocess.run([sys.executable, "-m", "tasks.cli", "deliveries", "--rerun", "nope"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "no delivery" in missing.stderr
