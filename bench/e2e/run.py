@@ -47,9 +47,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import orjson  # noqa: E402
+from procgroup import LIVE, group_pids, stop_group  # noqa: E402
 import redis  # noqa: E402
 
 from tasks.inbox import record_key  # noqa: E402
@@ -69,7 +70,6 @@ JOBS = {  # failed job per kind: (name, stage, failure_reason, fixture log)
     "pytest": ("unit-tests", "test", "script_failure", "pytest-failure.log"),
 }
 
-_live: list[subprocess.Popen] = []  # process-group leaders, stopped on exit
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -82,35 +82,12 @@ def spawn(argv: list[str], env: dict[str, str], log_path: Path, **kw) -> subproc
     log = open(log_path, "ab")
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True, **kw)
-    _live.append(proc)
+    LIVE.append(proc)
     return proc
 
 
-def stop_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=timeout)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=5)
-    # prefork children left behind by a leader that died first
-    for pid in group_pids(proc.pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if proc in _live:
-        _live.remove(proc)
-
-
 def stop_all() -> None:
-    for proc in reversed(list(_live)):
+    for proc in reversed(list(LIVE)):
         stop_group(proc)
 
 
@@ -126,19 +103,6 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
             return value
         time.sleep(0.05)
     raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-
-
-def group_pids(pgid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:
-                out.append(int(entry))
-    return out
 
 
 def group_cpu(pgid: int) -> float:
@@ -183,7 +147,7 @@ class Stack:
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=open(tmp / "fake.log", "ab"),
                                 stdin=subprocess.DEVNULL, text=True, start_new_session=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        _live.append(fake)
+        LIVE.append(fake)
         self.groups["fake-gitlab"].append(fake)
         ready, _, _ = select.select([fake.stdout], [], [], 20)
         line = fake.stdout.readline() if ready else ""
