@@ -17,7 +17,6 @@ from typing import Any
 import orjson
 
 from tasks.celery_app import app
-from tasks.context import HandlerContext
 from tasks.events import EventError, parse_event
 from tasks.inbox import PENDING, TASK_NAME, lease_key, record_key
 from tasks.logs import log_context

@@ -10,23 +10,16 @@ import gitlab
 import pytest
 import requests
 
-from tests.support.fake_gitlab import (BOT_TOKEN, DEVELOPER, FakeGitLabProcess,
-                                       FakeGitLabServer)
+from tests.support.fake_gitlab import BOT_TOKEN, DEVELOPER, FakeGitLabProcess
+
 
 PROJECT = "group/proj"
 
 
-@pytest.fixture(scope="module")
-def server():
-    with FakeGitLabServer() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(server):
-    server.reset()
-    server.add_project(PROJECT, id=1, members={7: DEVELOPER})
-    return server
+def fake(fake_gitlab):
+    fake_gitlab.add_project(PROJECT, id=1, members={7: DEVELOPER})
+    return fake_gitlab
 
 
 @pytest.fixture
@@ -441,10 +434,10 @@ def test_subprocess_mode_with_seed_file(tmp_path):
         gl.session.close()
 
 
-def test_control_client_attaches_to_a_running_fake(server):
+def test_control_client_attaches_to_a_running_fake(fake_gitlab_server):
     from tests.support.fake_gitlab import FakeGitLabControl
 
-    other = FakeGitLabControl(server.url)
+    other = FakeGitLabControl(fake_gitlab_server.url)
     other.reset()
     assert other.add_project("x/y", id=5)["path_with_namespace"] == "x/y"
     assert other.snapshot()["projects"][0]["id"] == 5

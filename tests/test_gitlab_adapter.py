@@ -12,25 +12,18 @@ import pytest
 
 from tasks.adapters.gitlab import (Forbidden, GitLabAdapter, GitLabError, GitLabUnavailable,
                                    JobLog, NotFound, RateLimited)
-from tests.support.fake_gitlab import (DEVELOPER, MAINTAINER, FakeGitLabProcess,
-                                       FakeGitLabServer)
+from tests.support.fake_gitlab import DEVELOPER, MAINTAINER, FakeGitLabProcess
 from tests.support.recording_gitlab import RecordingGitLab
+
 
 PROJECT = "group/proj"
 JOB_PATH = r"/jobs/\d+$"
 
 
-@pytest.fixture(scope="module")
-def server():
-    with FakeGitLabServer() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(server):
-    server.reset()
-    server.add_project(PROJECT, id=1, members={7: DEVELOPER, 8: MAINTAINER})
-    return server
+def fake(fake_gitlab):
+    fake_gitlab.add_project(PROJECT, id=1, members={7: DEVELOPER, 8: MAINTAINER})
+    return fake_gitlab
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import orjson
 import pytest
 
 from tasks.commands.replay import build_request
-from tests.support.fake_gitlab.fixtures import fake_gitlab, fake_gitlab_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOADS = ROOT / "fixtures" / "payloads"

@@ -129,7 +129,6 @@ async def _open_loop(target: Target, rate: float, duration: float, t0: float, in
                      procs: int, tag: str, res: Result) -> None:
     """Send requests index, index+procs, ... of a global schedule of `rate` per second."""
     tasks: set[asyncio.Task] = set()
-    interval = procs / rate
     n = int(rate * duration) // procs
 
     async def one(i: int, scheduled: float) -> None:

@@ -11,7 +11,6 @@ because a person fixing a rules file wants the whole list, not one error per run
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path

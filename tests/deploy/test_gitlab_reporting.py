@@ -17,7 +17,6 @@ from tasks.config import load_config
 from tasks.runtime import build_runtime
 from tasks.settings import load_settings
 from tests.deploy.conftest import FAST, NS
-from tests.support.fake_gitlab.fixtures import fake_gitlab, fake_gitlab_server  # noqa: F401
 
 V1 = "registry.example.com/shop/web:v1"
 STRATEGIES = {

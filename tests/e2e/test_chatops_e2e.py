@@ -9,13 +9,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-import redis as redis_lib
 
 from tasks import audit
 from tasks.adapters.gitlab import GitLabAdapter
 from tasks.chatops.deployer import RecordingDeployer
 from tasks.inbox import record_key
-from tests.support.fake_gitlab.fixtures import fake_gitlab_process, fake_gitlab_proc  # noqa: F401
 from tests.support.procs import Stack, base_env, post_delivery, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,6 @@ import yaml
 
 from tasks.adapters.gitlab import GitLabAdapter
 from tasks.inbox import record_key
-from tests.support.fake_gitlab.fixtures import fake_gitlab_process, fake_gitlab_proc  # noqa: F401
 from tests.support.fake_kube import FakeHTTP, FakeKube
 from tests.support.procs import Stack, base_env, post_delivery, wait_until
 
