@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasks import metrics
-from tasks.comments import upsert_comment
+from tasks.comments import marker, upsert_comment
 from tasks.linking import linked_targets
 from tasks.store import Store
 
@@ -195,7 +195,7 @@ def open_incident(ctx: Any, store: Store, rule: str, category: str, projects: in
     if not target or ctx.settings.dry_run:
         return "not filed: set INCIDENT_PROJECT" if not target else "(dry run)"
     key = f"incident:{rule}"
-    body = (f"{marker_line('incident:' + rule)}\nRule `{rule}` ({category}) fired in {projects} "
+    body = (f"{marker('incident:' + rule)}\nRule `{rule}` ({category}) fired in {projects} "
             f"projects within {ctx.settings.breaker_window_seconds // 60} minutes, so devops-agent "
             f"stopped retrying it.\n\nProjects: {', '.join(store.breaker_projects(rule))}\n")
     with store.lock(key):
@@ -207,12 +207,6 @@ def open_incident(ctx: Any, store: Store, rule: str, category: str, projects: in
                                                 f"projects", body, ["devops-agent::incident"])
         store.set_map(key, str(issue["iid"]), ttl=ctx.settings.breaker_window_seconds * 6)
         return f"#{issue['iid']}"
-
-
-def marker_line(subject: str) -> str:
-    from tasks.comments import marker
-
-    return marker(subject)
 
 
 def failed_tests(gitlab: Any, pipe: PipelineRef) -> list[str]:

@@ -74,11 +74,8 @@ class Invocation:
 
     def reply(self, text: str) -> str:
         """The one reply to this command, quoting it, edited in place as things progress."""
-        quoted = "\n".join("> " + l for l in self.line.splitlines()) if self.line else ""
-        who = f"@{self.username} " if self.username else ""
-        body = f"{quoted}\n\n{who}{text}".strip()
         return upsert_comment(self.ctx.gitlab, self.store, self.project, self.kind, self.iid,
-                              self.subject, body)
+                              self.subject, reply_body(self.line, self.username, text))
 
     def audit(self, outcome: str, **details: Any) -> None:
         audit.record(self.ctx.redis, project=self.project, project_path=self.project_path,
@@ -88,6 +85,13 @@ class Invocation:
 
     def default_ref(self) -> str | None:
         return self.mr_source_branch or self.default_branch
+
+
+def reply_body(line: str | None, username: str | None, text: str) -> str:
+    """A reply: the command quoted, then the answer addressed to whoever gave it."""
+    quoted = "\n".join("> " + l for l in line.splitlines()) if line else ""
+    who = f"@{username} " if username else ""
+    return f"{quoted}\n\n{who}{text}".strip()
 
 
 def split_force(args: tuple[str, ...]) -> tuple[tuple[str, ...], str | None, str | None]:

@@ -43,11 +43,11 @@ class GitLabReporter:
         return orjson.loads(raw) if raw else None
 
     def _reply(self, ctx: dict[str, Any], text: str) -> None:
+        from tasks.chatops.core import reply_body
+
         kind, iid, subject = ctx["reply_to"]
-        quoted = "> " + ctx["line"] if ctx.get("line") else ""
-        who = f"@{ctx['requested_by']} " if ctx.get("requested_by") else ""
         upsert_comment(self.gitlab, Store(self.redis), ctx["project"], kind, iid, subject,
-                       f"{quoted}\n\n{who}{text}".strip())
+                       reply_body(ctx.get("line"), ctx.get("requested_by"), text))
 
     def progress(self, deploy: Any, text: str) -> None:
         ctx = self._ctx(deploy)

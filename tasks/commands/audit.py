@@ -93,22 +93,17 @@ def deliveries(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from tasks import audit
-    from tasks.runtime import redis_client
-    from tasks.settings import ConfigError, load_settings
+    from tasks.settings import ConfigError
 
     try:
         since = parse_since(args.since)
-        settings = load_settings(require_secret=False)
+        _, client = _store(args)
     except (ValueError, ConfigError) as exc:
         print(f"devops-agent: {exc}", file=sys.stderr)
         return 2
-    if not settings.redis_url:
-        print("devops-agent: REDIS_URL is not set (for the embedded default, use "
-              "REDIS_URL=unix://$PWD/devops-agent-data/redis/redis.sock)", file=sys.stderr)
-        return 2
     try:
-        entries = audit.query(redis_client(settings.redis_url), project=args.project,
-                              since=since, limit=max(1, args.limit))
+        entries = audit.query(client, project=args.project, since=since,
+                              limit=max(1, args.limit))
     except Exception as exc:  # noqa: BLE001 - any Redis trouble is reported the same way
         print(f"devops-agent: cannot read the audit trail: {exc}", file=sys.stderr)
         return 1
