@@ -144,7 +144,7 @@ def request_action(inv: Invocation, action: str, env: str, *, ref: str | None = 
     request = DeployRequest(project=inv.project, env=env, action=action, ref=ref, sha=sha,
                             revision=revision, requested_by=inv.username, reason=force_reason,
                             reply_to=(inv.kind, inv.iid, inv.subject),
-                            trigger_label=inv.trigger_label,
+                            trigger_label=inv.trigger_label, command_line=inv.line,
                             request_id=f"{inv.project}:{inv.kind}:{inv.iid}:{inv.subject}")
     ticket: Ticket = inv.ctx.deployer.submit(request)
     inv.audit(ticket.status, env=env, ref=ref, sha=sha, gates=gate_log, revision=revision,

@@ -26,6 +26,7 @@ class DeployRequest:
     # where progress is reported: ("issue" | "mr", iid, comment subject), and label to flip
     reply_to: tuple[str, int, str] | None = None
     trigger_label: str | None = None
+    command_line: str | None = None  # quoted again when the deploy's progress edits the reply
     # unique per command or label event: submitting the same request twice deploys once
     request_id: str = ""
 

@@ -142,7 +142,7 @@ class KubeDeployer:
         self.redis.set(_context_key(deploy_id), orjson.dumps({
             "project": request.project, "reply_to": request.reply_to,
             "requested_by": request.requested_by, "trigger_label": request.trigger_label,
-            "line": None, "gitlab_deployment": gitlab_deployment}), ex=CONTEXT_TTL)
+            "line": request.command_line, "gitlab_deployment": gitlab_deployment}), ex=CONTEXT_TTL)
         schedule(self.redis, deploy_id, time.time())
         return Ticket("queued", f"{request.action} `{deploy_id}` started", deploy_id)
 

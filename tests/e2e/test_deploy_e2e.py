@@ -103,6 +103,7 @@ def test_deploy_command_rolls_out_verifies_and_reports(stack, gl, kube, health, 
     wait_until(lambda: "✅" in reply(gl), timeout=40, what="the deploy to finish")
     assert image(kube).endswith(":" + SHA)
     assert "deploy of `staging` done" in reply(gl)
+    assert reply(gl).splitlines()[1] == "> /devops deploy staging"  # still quotes the command
     labels = GitLabAdapter(gl.url, gl.token).get_issue(PROJECT, 42)["labels"]
     assert "deployed::staging" in labels and "deploying::staging" not in labels
 
