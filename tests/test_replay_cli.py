@@ -10,11 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.support.logs import fixture_log
 from tasks.commands.replay import build_request
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOADS = ROOT / "fixtures" / "payloads"
-LOGS = ROOT / "fixtures" / "logs"
 
 
 def run_cli(*args: str, env: dict | None = None, stdin: bytes | None = None):
@@ -78,7 +78,7 @@ def test_dry_run_prints_decisions_and_writes_nothing(fake_gitlab):
     fake_gitlab.add_issue(15, "Checkout fails", iid=42)
     fake_gitlab.add_mr(15, "Fix", "42-fix-checkout", iid=7, description="Closes #42")
     fake_gitlab.add_pipeline(15, id=1201, ref="42-fix-checkout", jobs=[
-        {"id": 9202, "name": "unit-tests", "trace": (LOGS / "pytest-failure.log").read_text()},
+        {"id": 9202, "name": "unit-tests", "trace": fixture_log("pytest-failure.log").read_text()},
         {"id": 9203, "name": "integration-tests", "failure_reason": "runner_system_failure"}])
     fake_gitlab.clear_calls()
     result = run_cli("replay", str(PAYLOADS / "pipeline_failed.json"), "--dry-run", env={

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.logs import fixture_log
 from tasks.context import HandlerContext
 from tasks.linking import linked_targets, mentioned_issues, mr_iid_from_ref
 from tasks.rules import load_table
@@ -14,7 +15,6 @@ from tasks.store import Store
 from tasks.triage import FailedJob, PipelineRef, passed, project_allowed, render, triage
 from tests.support.recording_gitlab import RecordingGitLab
 
-LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 TABLE = load_table(None)
 
 
@@ -70,7 +70,7 @@ def seed_failure(gl, pid=500, job_id=900, log="runner-system-failure.log",
                  reason="runner_system_failure"):
     gl.add_pipeline(15, ref="42-fix", id=pid, jobs=[
         {"id": job_id, "name": "integration", "failure_reason": reason,
-         "log": (LOGS / log).read_bytes()}])
+         "log": fixture_log(log).read_bytes()}])
     return PipelineRef(project=15, pipeline=pid, ref="42-fix", sha="a" * 40, mr_iid=7), \
         FailedJob(job_id, "integration", "test", reason)
 
@@ -121,7 +121,7 @@ def test_breaker_opens_after_many_projects_and_files_one_incident(redis_client, 
     ctx = context(redis_client, gl, BREAKER_PROJECTS="2", INCIDENT_PROJECT="acme/shop")
     store = Store(redis_client)
     pipe, job = seed_failure(gl)
-    rule = TABLE.classify([(LOGS / "runner-system-failure.log").read_bytes()],
+    rule = TABLE.classify([fixture_log("runner-system-failure.log").read_bytes()],
                           failure_reason="runner_system_failure").rule_id
     for other in (101, 102):
         store.breaker_hit(rule, other, 600)

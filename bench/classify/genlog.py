@@ -82,7 +82,7 @@ def generate(total: int, failure: str = "gcc-clang-error.log", seed: int = 7) ->
             block = block[: block.rfind(b"\n", 0, max(total - sent, 1)) + 1] or block[: total - sent]
         sent += len(block)
         yield block
-    yield (ROOT / "fixtures" / "logs" / failure).read_bytes()
+    yield next((ROOT / "fixtures" / "logs").rglob(failure)).read_bytes()
 
 
 def write(path: Path, total: int, failure: str = "gcc-clang-error.log") -> int:

@@ -227,7 +227,7 @@ def kind_of(i: int, mix: str) -> str:
 
 
 def seed(fake: FakeGitLabControl, iids: list[int], mix: str) -> None:
-    traces = {k: (LOGS / v[3]).read_text() for k, v in JOBS.items()}
+    traces = {k: next(LOGS.rglob(v[3])).read_text() for k, v in JOBS.items()}
     pipelines, issues, mrs = [], [], []
     for i in iids:
         name, stage, reason, _ = JOBS[kind_of(i, mix)]

@@ -71,6 +71,30 @@ def register(subparsers: Any) -> None:
     )
     c.add_argument("file", metavar="FILE", nargs="?", type=Path, help="rules file to check")
     c.set_defaults(func=cmd_rules_check)
+    e = rsub.add_parser(
+        "evaluate",
+        help="score the table on a labelled corpus of logs",
+        description="Classify every log of a corpus manifest and report accuracy per category "
+                    "and false alarms on passing jobs.",
+        epilog=EVALUATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("manifest", metavar="MANIFEST", type=Path,
+                   help="a manifest.yaml, or a folder searched for manifest.yaml files")
+    e.add_argument("--rules", metavar="FILE", type=Path, help="user rules file (extends/overrides the default)")
+    e.add_argument("--min-accuracy", metavar="F", type=float, default=None,
+                   help="exit 1 when accuracy on failed jobs is below F (0..1) or any passing log is hit")
+    e.add_argument("--format", choices=("text", "json"), default="text")
+    e.set_defaults(func=cmd_rules_evaluate)
+
+
+EVALUATE_EPILOG = """\
+exit codes:
+  0  evaluated (and, with --min-accuracy, the thresholds were met)
+  1  below --min-accuracy, or a rule fired on a passing job's log
+  2  usage error, or the manifest is malformed
+  3  the rules table is invalid
+"""
 
 
 def _user_rules(arg: Path | None) -> Path | None:
@@ -214,4 +238,50 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     from .table import DEFAULT_RULES
 
     print(f"ok: {target or DEFAULT_RULES}")
+    return 0
+
+
+def cmd_rules_evaluate(args: argparse.Namespace) -> int:
+    from .corpus import ManifestError, evaluate, load_manifest, table_classifier
+    from .table import CATEGORIES, RulesError, load_table
+
+    try:
+        table = load_table(_user_rules(args.rules))
+    except RulesError as exc:
+        _err(str(exc))
+        return EXIT_BAD_RULES
+    if not args.manifest.exists():
+        _err(f"no such manifest: {args.manifest}")
+        return EXIT_USAGE
+    try:
+        entries = load_manifest(args.manifest, CATEGORIES)
+    except ManifestError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    report = evaluate(entries, table_classifier(table))
+    if args.format == "json":
+        import orjson
+
+        sys.stdout.write(orjson.dumps({
+            "accuracy": report.accuracy, "per_category": report.per_category(),
+            "false_positives": [r.entry.name for r in report.false_positives],
+            "misses": [{"log": r.entry.name, "expected": r.entry.category, "got": r.category,
+                        "rule": r.rule} for r in report.failed if not r.correct],
+        }, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        out = [report.table(), ""]
+        for r in report.failed:
+            if not r.correct:
+                out.append(f"miss  {r.entry.name}: expected {r.entry.category}, got {r.category}"
+                           + (f" (rule {r.rule})" if r.rule else ""))
+            elif r.entry.rule and r.rule != r.entry.rule:
+                out.append(f"note  {r.entry.name}: right category, but rule {r.rule} won over "
+                           f"{r.entry.rule}")
+        for r in report.false_positives:
+            out.append(f"false alarm  {r.entry.name}: rule {r.rule or ', '.join(r.also_matched)} "
+                       f"fired on a passing job ({'; '.join(r.detail.get('evidence', []))[:200]})")
+        sys.stdout.write("\n".join(out) + "\n")
+    if args.min_accuracy is not None and (report.accuracy < args.min_accuracy
+                                          or report.false_positives):
+        return 1
     return 0

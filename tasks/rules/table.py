@@ -1,8 +1,9 @@
 """Load, validate and merge rules tables (YAML), and classify a job with the result.
 
 A table file is a mapping with a `rules:` list (and an optional `version: 1`). The shipped
-`default_rules.yaml` is loaded first; the user's file (the `RULES_FILE` setting) may add rules,
-replace a default rule by giving the same `id`, or switch one off with `enabled: false`.
+files in `default/` are loaded first, as one table; the user's file (the `RULES_FILE` setting)
+may add rules, replace a default rule by giving the same `id`, or switch one off with
+`enabled: false`.
 
 Validation collects *every* problem before raising, each with file, line, rule id and field,
 because a person fixing a rules file wants the whole list, not one error per run.
@@ -23,7 +24,12 @@ from . import reasons
 from .engine import Engine, Pattern, compile_re2, read_chunks
 from .result import REACTION_KINDS, Classification, Reaction
 
-DEFAULT_RULES = Path(__file__).with_name("default_rules.yaml")
+DEFAULT_RULES = Path(__file__).with_name("default")
+
+
+def default_files() -> list[Path]:
+    """The shipped table's files, in name order (split by ecosystem; priority decides)."""
+    return sorted(DEFAULT_RULES.glob("*.yaml"))
 
 CATEGORIES = (
     "compile_error",
@@ -507,15 +513,21 @@ class _Reader:
 # -- the table ------------------------------------------------------------------------------------
 
 
-def _merge(reader_sets: list[tuple[_Reader, list[_Raw]]]) -> tuple[list[Rule], list[Problem]]:
-    """Later files override earlier ones by id; duplicates within one file are errors."""
+def _merge(reader_sets: list[tuple[_Reader, list[_Raw]]],
+           shared: int = 0) -> tuple[list[Rule], list[Problem]]:
+    """Later files override earlier ones by id; duplicates within one file are errors, and so
+    are duplicates across the first `shared` files (the default table, split over files)."""
     problems: list[Problem] = []
     merged: dict[str, _Raw] = {}
-    for reader, raws in reader_sets:
-        seen: dict[str, _Raw] = {}
+    table_seen: dict[str, _Raw] = {}
+    for index, (reader, raws) in enumerate(reader_sets):
+        seen: dict[str, _Raw] = table_seen if index < shared else {}
         for raw in raws:
             if raw.id is not None and raw.id in seen:
-                reader.problem(raw.node, raw.id, "id", f"duplicate id (first at line {_line(seen[raw.id].node)})")
+                first = seen[raw.id]
+                where = f"line {_line(first.node)}" if first.file == raw.file else \
+                    f"{first.file}:{_line(first.node)}"
+                reader.problem(raw.node, raw.id, "id", f"duplicate id (first at {where})")
                 continue
             if raw.id is not None:
                 seen[raw.id] = raw
@@ -560,11 +572,12 @@ def load_table(
     compiling is the expensive part, classifying is cheap.
     """
     sets: list[tuple[_Reader, list[_Raw]]] = []
-    paths = ([DEFAULT_RULES] if include_default else []) + ([Path(user_file)] if user_file else [])
+    defaults = default_files() if include_default else []
+    paths = defaults + ([Path(user_file)] if user_file else [])
     for path in paths:
         reader = _Reader(str(path))
         sets.append((reader, reader.read_file(path)))
-    rules, problems = _merge(sets)
+    rules, problems = _merge(sets, shared=len(defaults))
     if problems:
         raise RulesError(problems)
     return RuleTable(rules, use_hyperscan=use_hyperscan)

@@ -9,13 +9,13 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.support.logs import fixture_log
 from tasks.adapters.gitlab import GitLabAdapter
 from tasks.inbox import record_key
 from tests.support.procs import Stack, base_env, post_delivery, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = ROOT / "fixtures" / "payloads"
-LOGS = ROOT / "fixtures" / "logs"
 PROJECT = 15
 
 
@@ -44,10 +44,10 @@ def gl(stack, fake_gitlab_proc, redis_client):
     fake.add_pipeline(PROJECT, id=1201, ref="42-fix-checkout", status="failed", jobs=[
         {"id": 9201, "name": "build-image", "stage": "build", "status": "success"},
         {"id": 9202, "name": "unit-tests", "stage": "test", "status": "failed",
-         "failure_reason": "script_failure", "trace": (LOGS / "pytest-failure.log").read_text()},
+         "failure_reason": "script_failure", "trace": fixture_log("pytest-failure.log").read_text()},
         {"id": 9203, "name": "integration-tests", "stage": "test", "status": "failed",
          "failure_reason": "runner_system_failure",
-         "trace": (LOGS / "runner-system-failure.log").read_text()},
+         "trace": fixture_log("runner-system-failure.log").read_text()},
         {"id": 9204, "name": "lint", "stage": "test", "status": "failed", "allow_failure": True},
     ])
     fake.clear_calls()
@@ -113,7 +113,7 @@ def test_retried_job_failing_again_edits_comment_then_stops(stack, gl, redis_cli
     job_hook = orjson.loads((PAYLOADS / "job_failed_runner_system.json").read_bytes())
     for attempt in (2, 3):
         gl.set_job_status(new_id, "failed", "runner_system_failure")
-        gl.set_trace(new_id, (LOGS / "runner-system-failure.log").read_text())
+        gl.set_trace(new_id, fixture_log("runner-system-failure.log").read_text())
         job_hook.update(build_id=new_id, retries_count=attempt - 1)
         send(stack, redis_client, orjson.dumps(job_hook), "Job Hook")
         jobs = {j["name"]: j for j in adapter(gl).pipeline_jobs(PROJECT, 1201)}

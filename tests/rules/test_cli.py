@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
+from tests.support.logs import fixture_log
 from tasks.cli import main
 
-from .conftest import LOGS, ROOT, write_rules
+from .conftest import ROOT, write_rules
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +26,7 @@ def run(capsys, *argv):
 
 
 def test_classify_json_shape(capsys):
-    code, out, _ = run(capsys, "classify", str(LOGS / "gcc-clang-error.log"), "--format", "json")
+    code, out, _ = run(capsys, "classify", str(fixture_log("gcc-clang-error.log")), "--format", "json")
     assert code == 0
     data = json.loads(out)
     assert set(data) >= {"category", "rule", "description", "evidence", "also_matched", "next_steps", "reaction"}
@@ -41,7 +42,7 @@ def test_classify_json_shape(capsys):
 
 
 def test_classify_text_puts_verdict_first(capsys):
-    code, out, _ = run(capsys, "classify", str(LOGS / "network-dns.log"))
+    code, out, _ = run(capsys, "classify", str(fixture_log("network-dns.log")))
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "network_error  (rule network-dns)"
@@ -51,10 +52,10 @@ def test_classify_text_puts_verdict_first(capsys):
 
 
 def test_unknown_is_exit_1_and_metadata_flags_work(capsys):
-    assert run(capsys, "classify", str(LOGS / "clean-gitlab-job.log"))[0] == 1
-    code, out, _ = run(capsys, "classify", str(LOGS / "clean-gitlab-job.log"), "--exit-code", "137", "--format", "json")
+    assert run(capsys, "classify", str(fixture_log("clean-gitlab-job.log")))[0] == 1
+    code, out, _ = run(capsys, "classify", str(fixture_log("clean-gitlab-job.log")), "--exit-code", "137", "--format", "json")
     assert code == 0 and json.loads(out)["rule"] == "exit-code-137"
-    code, out, _ = run(capsys, "classify", str(LOGS / "clean-gitlab-job.log"), "--failure-reason", "stuck_pending_no_matching_runners", "--job-name", "build", "--stage", "build")
+    code, out, _ = run(capsys, "classify", str(fixture_log("clean-gitlab-job.log")), "--failure-reason", "stuck_pending_no_matching_runners", "--job-name", "build", "--stage", "build")
     assert code == 0 and out.startswith("job_timeout")
 
 
@@ -97,14 +98,14 @@ def test_bad_exit_code_is_a_usage_error(capsys):
 
 def test_invalid_user_rules_exit_3(capsys, tmp_path):
     bad = write_rules(tmp_path, "rules:\n  - id: x\n    category: nope\n    match: {exit_code: 1}\n")
-    code, _, err = run(capsys, "classify", str(LOGS / "disk-full.log"), "--rules", str(bad))
+    code, _, err = run(capsys, "classify", str(fixture_log("disk-full.log")), "--rules", str(bad))
     assert code == 3 and f"{bad}:3: rule x: category" in err
 
 
 def test_rules_file_from_environment(capsys, tmp_path, monkeypatch):
     user = write_rules(tmp_path, "rules:\n  - id: mine\n    category: disk_full\n    priority: 0\n    match: {log: 'Filesystem'}\n")
     monkeypatch.setenv("RULES_FILE", str(user))
-    code, out, _ = run(capsys, "classify", str(LOGS / "disk-full.log"), "--format", "json")
+    code, out, _ = run(capsys, "classify", str(fixture_log("disk-full.log")), "--format", "json")
     assert code == 0 and json.loads(out)["rule"] == "mine"
 
 
@@ -134,7 +135,7 @@ def test_help_documents_exit_codes(capsys):
 
 
 def test_stdin_in_a_real_process():
-    log = (LOGS / "docker-rate-limit.log").read_bytes()
+    log = fixture_log("docker-rate-limit.log").read_bytes()
     proc = subprocess.run(
         [sys.executable, "-m", "tasks.cli", "classify", "-", "--format", "json"],
         input=log,

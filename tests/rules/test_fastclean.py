@@ -26,7 +26,7 @@ def python_clean(raw: bytes):
 
 
 def samples():
-    yield from (p.read_bytes() for p in sorted(LOGS.glob("*.log")))
+    yield from (p.read_bytes() for p in sorted(LOGS.rglob("*.log")))
     rnd = random.Random(7)
     for _ in range(5000):
         yield b"".join(rnd.choice(PIECES) for _ in range(rnd.randint(0, 40)))
@@ -53,7 +53,7 @@ def test_steps_aside_for_escapes_it_does_not_handle():
 
 def test_classification_is_the_same_without_it(monkeypatch):
     table = load_table(None)
-    logs = sorted(LOGS.glob("*.log"))
+    logs = sorted(LOGS.rglob("*.log"))
     with_c = [table.classify([p.read_bytes()]).to_dict() for p in logs]
     monkeypatch.setattr(engine, "_fast_clean", None)
     without = [table.classify([p.read_bytes()]).to_dict() for p in logs]

@@ -1,5 +1,5 @@
 """Every default rule has a real log that it classifies (PyTorch's "one fixture per rule"), and
-real logs of passing or harmless runs match nothing. Fixture sources: fixtures/logs/SOURCES.md."""
+real logs of passing or harmless runs match nothing. The corpus and its manifest: fixtures/logs/."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import re
 import pytest
 
 from tasks.rules import load_table
+from tasks.rules.corpus import load_manifest
+from tasks.rules.table import CATEGORIES
+from tests.support.logs import fixture_log
 
 from .conftest import LOGS
 
@@ -20,26 +23,28 @@ METADATA_FIXTURES = {
 }
 
 
+ENTRIES = load_manifest(LOGS, CATEGORIES)
+RULE_OF = {e.path: e.rule for e in ENTRIES if e.rule}
+POSITIVE = sorted(RULE_OF)
+NEGATIVE = sorted(e.path for e in ENTRIES if e.outcome == "passed")
+
+
 def _fixture_rule(path):
-    return re.sub(r"\.\d+$", "", path.stem)
-
-
-POSITIVE = sorted(p for p in LOGS.glob("*.log") if not p.name.startswith("clean-"))
-NEGATIVE = sorted(LOGS.glob("clean-*.log"))
+    return RULE_OF[path]
 
 
 def test_every_default_rule_has_a_fixture():
     table = load_table()
-    with_logs = {_fixture_rule(p) for p in POSITIVE}
+    with_logs = set(RULE_OF.values())
     missing = [r.id for r in table.rules if r.id not in with_logs and r.id not in METADATA_FIXTURES]
     assert not missing, f"rules without a fixture log: {missing}"
     unknown = with_logs - {r.id for r in table.rules}
     assert not unknown, f"fixture logs named after no rule: {unknown}"
 
 
-def test_every_fixture_is_listed_in_sources():
-    sources = (LOGS / "SOURCES.md").read_text()
-    unlisted = [p.name for p in POSITIVE + NEGATIVE if f"| {p.name}" not in sources]
+def test_every_log_is_in_the_manifest():
+    listed = {e.path for e in ENTRIES}
+    unlisted = [str(p) for p in LOGS.rglob("*.log") if p.resolve() not in listed]
     assert not unlisted
 
 
@@ -74,7 +79,7 @@ def test_clean_logs_match_nothing(default_table, path):
 
 def test_a_test_printing_error_is_not_a_compile_error(default_table):
     # The passing run prints "error: could not connect ..." from inside a test.
-    result = default_table.classify([(LOGS / "clean-pytest-pass.log").read_bytes()], failure_reason="script_failure")
+    result = default_table.classify([fixture_log("clean-pytest-pass.log").read_bytes()], failure_reason="script_failure")
     assert result.category != "compile_error"
 
 
@@ -100,7 +105,7 @@ def test_all_green_summaries_match_nothing(default_table, line):
 
 def test_infrastructure_outranks_its_symptoms(default_table):
     # A compiler killed by the OOM killer is an OOM, not a compile error; both are reported.
-    log = (LOGS / "oom-killed.log").read_bytes() + (LOGS / "gcc-clang-error.log").read_bytes()
+    log = fixture_log("oom-killed.log").read_bytes() + fixture_log("gcc-clang-error.log").read_bytes()
     result = default_table.classify([log])
     assert result.rule_id == "oom-killed"
     assert "gcc-clang-error" in result.also_matched
@@ -108,7 +113,7 @@ def test_infrastructure_outranks_its_symptoms(default_table):
 
 def test_log_rule_outranks_bare_failure_reason(default_table):
     # The runner's own message carries the reason; the failure_reason rule is reported too.
-    log = (LOGS / "runner-system-failure.log").read_bytes()
+    log = fixture_log("runner-system-failure.log").read_bytes()
     result = default_table.classify([log], failure_reason="runner_system_failure")
     assert result.rule_id == "runner-system-failure"
     assert "timed out waiting for pod to start" in result.description
