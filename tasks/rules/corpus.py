@@ -67,11 +67,11 @@ def load_manifest(target: Path, categories: Iterable[str] | None = None) -> list
         except yaml.YAMLError as exc:
             problems.append(f"{mf}: not valid YAML: {exc}")
             continue
-        if not isinstance(data, dict) or not isinstance(data.get("logs"), list):
+        if not isinstance(data, dict) or not isinstance(data.get("logs") or [], list):
             problems.append(f"{mf}: expected a mapping with a `logs:` list")
             continue
         base = _corpus_root(mf)
-        for i, item in enumerate(data["logs"]):
+        for i, item in enumerate(data["logs"] or []):
             where = f"{mf}: logs[{i}]"
             if not isinstance(item, dict):
                 problems.append(f"{where}: expected a mapping")
