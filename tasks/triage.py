@@ -15,7 +15,10 @@ from typing import Any
 
 from tasks import metrics
 from tasks.comments import marker, upsert_comment
+from tasks.corrections import Corrections
+from tasks.failure_history import FailureHistory
 from tasks.linking import linked_targets
+from tasks.rules.classifier import Classifier
 from tasks.store import Store
 
 log = logging.getLogger("devops_agent.triage")
@@ -43,6 +46,7 @@ class PipelineRef:
     mr_iid: int | None = None
     commit_message: str | None = None
     project_path: str | None = None
+    default_branch: str | None = None
 
 
 def project_allowed(settings: Any, project_id: int, path: str | None) -> bool:
@@ -71,7 +75,8 @@ def pipeline_ref(event: Any) -> PipelineRef:
                        sha=attrs.sha or "",
                        mr_iid=event.merge_request.iid if event.merge_request else None,
                        commit_message=event.commit.message if event.commit else None,
-                       project_path=event.project.path_with_namespace)
+                       project_path=event.project.path_with_namespace,
+                       default_branch=event.project.default_branch)
 
 
 def triage(ctx: Any, pipe: PipelineRef, failed: list[FailedJob]) -> list[dict[str, Any]]:
@@ -93,6 +98,7 @@ def triage(ctx: Any, pipe: PipelineRef, failed: list[FailedJob]) -> list[dict[st
         row = {"name": job.name, "stage": job.stage, "job_id": job.id, "status": "failed",
                "failure_reason": job.failure_reason, **verdict}
         row.update(react(ctx, store, pipe, job, verdict, outage=outage, failed_count=total_failed))
+        remember(ctx, pipe, job, row)
         store.put_job_row(pipe.project, pipe.pipeline, row)
         rows.append(row)
         ctx.decide(row["action_kind"], job=job.id, name=job.name, category=row["category"],
@@ -105,7 +111,7 @@ def triage(ctx: Any, pipe: PipelineRef, failed: list[FailedJob]) -> list[dict[st
 
 
 def classify_job(ctx: Any, project: int, job: FailedJob) -> dict[str, Any]:
-    """The job's log through the rules table; the verdict as a plain dict for the comment."""
+    """The job's log through the layered classifier; the verdict as a plain dict for the row."""
     from tasks.adapters.gitlab import GitLabError
 
     truncated = 0
@@ -116,16 +122,46 @@ def classify_job(ctx: Any, project: int, job: FailedJob) -> dict[str, Any]:
         # A missing log still classifies on failure_reason; say so rather than fail the task.
         log.warning("job log unavailable: %s", exc, extra={"job": job.id})
         chunks = []
-    result = ctx.rules.classify(chunks, failure_reason=job.failure_reason, job_name=job.name,
-                                stage=job.stage)
+    verdict = Classifier(ctx.rules, Corrections(ctx.redis)).classify(
+        chunks, failure_reason=job.failure_reason, job_name=job.name, stage=job.stage)
     # Line numbers count from the start of the tail we read when the log was truncated.
     evidence = [{"line": e.line, "text": e.text, "section": e.section}
-                for e in result.evidence[:3]]
-    return {"category": result.category, "rule": result.rule_id or "none",
-            "description": result.description, "next_steps": result.next_steps,
-            "reaction": result.reaction.kind, "max_retries": result.reaction.max_retries,
-            "rule_labels": list(result.reaction.labels), "evidence": evidence,
-            "also_matched": list(result.also_matched), "log_truncated_bytes": truncated}
+                for e in verdict.evidence[:3]]
+    return {"category": verdict.category, "rule": verdict.rule_id or "none",
+            "layer": verdict.layer, "confidence": verdict.confidence, "why": verdict.reason,
+            "description": verdict.description, "next_steps": verdict.next_steps,
+            "reaction": verdict.reaction.kind if verdict.may_retry or
+            verdict.reaction.kind != "retry" else "none",
+            "max_retries": verdict.reaction.max_retries,
+            "rule_labels": list(verdict.reaction.labels), "evidence": evidence,
+            "error_lines": [{"line": ln.number, "text": ln.text[:400]}
+                            for ln in verdict.error_lines],
+            "exit_code": verdict.exit_code, "tool": verdict.tool,
+            "command": verdict.failing_command.text if verdict.failing_command else None,
+            "signature": verdict.signature, "signature_line": verdict.signature_line,
+            "original_category": verdict.original_category,
+            "also_matched": list(verdict.also_matched), "log_truncated_bytes": truncated}
+
+
+def remember(ctx: Any, pipe: PipelineRef, job: FailedJob, row: dict[str, Any]) -> None:
+    """Signature history for "similar failures", and unknown failures as examples to learn from."""
+    FailureHistory(ctx.redis).record(row["signature"], project=pipe.project,
+                                     pipeline=pipe.pipeline, job=job.id, sha=pipe.sha,
+                                     job_name=job.name, ref=pipe.ref,
+                                     default_branch=pipe.default_branch)
+    if row["category"] == "unknown":
+        Corrections(ctx.redis).unknown(row["signature"], example_of(pipe, job, row))
+
+
+def example_of(pipe: PipelineRef, job: FailedJob, row: dict[str, Any]) -> dict[str, Any]:
+    """A failure as a labelled example: where it happened and the lines a person would read."""
+    lines = [e["text"] for e in row.get("evidence") or []]
+    lines += [e["text"] for e in row.get("error_lines") or [] if e["text"] not in lines]
+    return {"project": pipe.project, "project_path": pipe.project_path,
+            "pipeline": pipe.pipeline, "job": job.id, "job_name": job.name, "stage": job.stage,
+            "failure_reason": job.failure_reason, "classified_as": row["category"],
+            "rule": row.get("rule"), "layer": row.get("layer"), "command": row.get("command"),
+            "lines": lines}
 
 
 def react(ctx: Any, store: Store, pipe: PipelineRef, job: FailedJob, verdict: dict[str, Any], *,
@@ -227,11 +263,16 @@ def failed_tests(gitlab: Any, pipe: PipelineRef) -> list[str]:
 def passed(ctx: Any, pipe: PipelineRef) -> str:
     """A pipeline succeeded: record flakes for its SHA and flip the ref's comment and labels."""
     store = Store(ctx.redis)
+    history = FailureHistory(ctx.redis)
     failed_jobs = store.failed_on_sha(pipe.project, pipe.sha, "jobs")
     if failed_jobs:
         store.mark_flaky(pipe.project, sorted(failed_jobs), "jobs", pipe.sha)
         store.mark_flaky(pipe.project, sorted(store.failed_on_sha(pipe.project, pipe.sha, "tests")),
                          "tests", pipe.sha)
+        for name in failed_jobs:
+            history.passed_on_retry(project=pipe.project, sha=pipe.sha, job_name=name)
+    if pipe.default_branch and pipe.ref == pipe.default_branch:
+        history.trunk_passed(pipe.project)
     before = store.ref_state(pipe.project, pipe.ref)
     if not store.record_pipeline(pipe.project, pipe.ref, pipe.pipeline,
                                  {"status": "success", "sha": pipe.sha}):
@@ -252,9 +293,14 @@ def explain(ctx: Any, store: Store, pipe: PipelineRef, *, passed: bool,
         ctx.decide("no-comment", reason="no linked issue or merge request", ref=pipe.ref)
         return
     rows = store.job_rows(pipe.project, failed_pipeline or pipe.pipeline)
+    history = FailureHistory(ctx.redis)
+    similar = {} if passed else {
+        r["name"]: history.similar(r["signature"], project=pipe.project, ref=pipe.ref,
+                                   default_branch=pipe.default_branch).sentence(pipe.default_branch)
+        for r in rows if r.get("signature")}
     body = render(pipe, rows, passed=passed, failed_pipeline=failed_pipeline,
                   flaky_jobs=store.flaky(pipe.project, "jobs"),
-                  flaky_tests=store.flaky(pipe.project, "tests"))
+                  flaky_tests=store.flaky(pipe.project, "tests"), similar=similar)
     categories = {r["category"] for r in rows if r.get("status") == "failed"}
     category_labels = [settings.label_category_prefix + c for c in sorted(categories)]
     rule_labels = sorted({l for r in rows for l in r.get("rule_labels", [])})
@@ -286,28 +332,64 @@ def _cell(text: Any, limit: int = 120) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
+def _why(row: dict[str, Any]) -> str:
+    """The layer that decided, in a table cell: which rule, or what the inference rests on."""
+    layer, rule = row.get("layer", "rules"), row.get("rule")
+    if layer == "rules":
+        return f"rule `{_cell(rule, 40)}`"
+    if layer == "gitlab":
+        return "GitLab's job fields" + (f", rule `{_cell(rule, 40)}`" if rule and rule != "none" else "")
+    if layer == "context":
+        return "inferred from " + (f"`$ {_cell(row.get('command'), 50)}`" if row.get("command")
+                                   else "the job and stage names")
+    if layer == "learned":
+        return "corrected by a person"
+    return "no rule matched"
+
+
+def _lines_cell(row: dict[str, Any], limit: int = 3) -> str:
+    """The lines that decided, then the likely failing lines: what a person should read first."""
+    shown: list[str] = []
+    numbers: set[int] = set()
+    for e in [*(row.get("evidence") or []), *(row.get("error_lines") or [])]:
+        if e["line"] in numbers or len(shown) >= limit:
+            continue
+        numbers.add(e["line"])
+        shown.append(f"L{e['line']}: `{_cell(e['text'], 100)}`")
+    if not shown:
+        return _cell(row.get("failure_reason") or "the log was empty")
+    return "<br>".join(shown)
+
+
 def render(pipe: PipelineRef, rows: list[dict[str, Any]], *, passed: bool,
            failed_pipeline: int | None, flaky_jobs: dict[str, int],
-           flaky_tests: dict[str, int]) -> str:
+           flaky_tests: dict[str, int], similar: dict[str, str] | None = None) -> str:
     sha = (pipe.sha or "")[:8]
+    similar = similar or {}
     if passed:
         head = (f"### ✅ Pipeline #{pipe.pipeline} passed for `{_cell(pipe.ref, 80)}` ({sha})\n\n"
                 f"It replaces failed pipeline #{failed_pipeline}; what was found there:\n")
     else:
         head = f"### ❌ Pipeline #{pipe.pipeline} failed for `{_cell(pipe.ref, 80)}` ({sha})\n"
-    lines = [head, "| Job | Stage | Category | Rule | Evidence | What devops-agent did |",
+    lines = [head, "| Job | Stage | Category | Why | Lines to read first | What devops-agent did |",
              "|---|---|---|---|---|---|"]
     for row in rows:
-        ev = row.get("evidence") or []
-        evidence = f"L{ev[0]['line']}: `{_cell(ev[0]['text'], 100)}`" if ev else \
-            _cell(row.get("failure_reason") or "no matching log line")
         name = _cell(row["name"], 60) + (" (flaky)" if row["name"] in flaky_jobs else "")
-        lines.append(f"| {name} | {_cell(row.get('stage'), 30)} | {row['category']} | "
-                     f"{_cell(row['rule'], 40)} | {evidence} | {_cell(row['action'], 140)} |")
-    steps = [f"- **{_cell(r['name'], 60)}** ({r['category']}): {_cell(r['next_steps'], 400)}"
-             for r in rows if r.get("next_steps")]
-    if steps and not passed:
-        lines += ["", "**Next steps**", *steps]
+        confidence = row.get("confidence", "high")
+        category = f"{row['category']} ({confidence})" if confidence != "high" else row["category"]
+        lines.append(f"| {name} | {_cell(row.get('stage'), 30)} | {category} | {_why(row)} | "
+                     f"{_lines_cell(row)} | {_cell(row['action'], 140)} |")
+    details = []
+    for r in rows:
+        said = [f"{_cell(r.get('why'), 300)}."] if r.get("why") else []
+        if similar.get(r["name"]):
+            said.append(_cell(similar[r["name"]], 300).capitalize() + ".")
+        if r.get("next_steps") and not passed:
+            said.append(_cell(r["next_steps"], 400))
+        if said:
+            details.append(f"- **{_cell(r['name'], 60)}** ({r['category']}): " + " ".join(said))
+    if details:
+        lines += ["", "**Why, and what next**" if not passed else "**Why**", *details]
     known_flaky = [f"`{_cell(n, 80)}` ({c}×)" for n, c in sorted(flaky_jobs.items())
                    if any(r["name"] == n for r in rows)]
     tests = [f"`{_cell(n, 100)}` ({c}×)" for n, c in sorted(flaky_tests.items())][:10]
@@ -316,6 +398,9 @@ def render(pipe: PipelineRef, rows: list[dict[str, Any]], *, passed: bool,
                   + ", ".join(known_flaky)]
     if tests:
         lines += ["", "Flaky tests in this project: " + ", ".join(tests)]
+    if not passed:
+        lines += ["", "<sub>Wrong category? Answer `/devops classify <category> [job]` and "
+                      "devops-agent will remember it for failures like this one.</sub>"]
     lines += ["", "<sub>devops-agent edits this comment as later pipelines for this ref "
                   "finish.</sub>"]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tasks.failure_history import FailureHistory
 from tasks.handlers import HelpRecord, handler
 from tasks.linking import mr_iid_from_ref
 from tasks.store import Store
@@ -26,6 +27,8 @@ def handle(event, ctx):
         store = Store(ctx.redis)
         if event.build_name in store.failed_on_sha(event.project_id, sha, "jobs"):
             store.mark_flaky(event.project_id, [event.build_name], "jobs", sha)
+            FailureHistory(ctx.redis).passed_on_retry(project=event.project_id, sha=sha,
+                                                      job_name=event.build_name)
             return ctx.decide("flaky", job=event.build_id, name=event.build_name)
         return ctx.decide("skip", reason="job passed")
     if event.build_allow_failure:
@@ -35,6 +38,7 @@ def handle(event, ctx):
     pipe = PipelineRef(project=event.project_id, pipeline=event.pipeline_id, ref=event.ref or "",
                        sha=sha, mr_iid=mr_iid_from_ref(event.ref),
                        commit_message=event.commit.message if event.commit else None,
-                       project_path=path)
+                       project_path=path,
+                       default_branch=event.project.default_branch if event.project else None)
     triage(ctx, pipe, [FailedJob(event.build_id, event.build_name, event.build_stage,
                                  event.build_failure_reason)])

@@ -22,8 +22,8 @@ _TEXT_BYTES = bytes(range(0x20, 0x7F)) + b"\t\n\r\x1b\x08\x0c" + bytes(range(0x8
 
 CLASSIFY_EPILOG = """\
 exit codes:
-  0  a rule matched (the category is not "unknown")
-  1  no rule matched: category "unknown"
+  0  a category was found (by GitLab's fields, a rule, or the context of the failure)
+  1  nothing told: category "unknown"
   2  usage error, or LOG missing / unreadable
   3  the rules table is invalid (every problem is printed)
 
@@ -150,6 +150,7 @@ def _sniffed(chunks: Iterable[bytes], state: dict[str, Any]) -> Iterator[bytes]:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
+    from .classifier import Classifier
     from .table import RulesError, load_table
 
     try:
@@ -165,7 +166,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     state: dict[str, Any] = {}
     try:
         with fh if fh is not sys.stdin.buffer else _nullcontext():
-            result = table.classify(
+            result = Classifier(table).classify(
                 _chunks(fh, state),
                 failure_reason=args.failure_reason,
                 job_name=args.job_name,
@@ -183,7 +184,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         sys.stdout.write(render_text(result, empty=not state))
-    return EXIT_MATCHED if result.rule_id else EXIT_UNKNOWN
+    return EXIT_MATCHED if result.category != "unknown" else EXIT_UNKNOWN
 
 
 class _nullcontext:
@@ -195,10 +196,11 @@ class _nullcontext:
 
 
 def render_text(result: Any, empty: bool = False) -> str:
-    """The verdict first, then the lines that justify it, then what to do."""
-    out = [f"{result.category}" + (f"  (rule {result.rule_id})" if result.rule_id else "")]
-    out.append(f"  {result.description}")
-    if empty and not result.rule_id:
+    """The verdict first, then why, the lines that justify it, where to read, and what to do."""
+    how = f"rule {result.rule_id}" if result.layer == "rules" else \
+        f"{result.layer} layer, {result.confidence} confidence"
+    out = [f"{result.category}  ({how})", f"  {result.description}", f"  why: {result.reason}"]
+    if empty and result.category == "unknown":
         out.append("  (the log is empty)")
     r = result.reaction
     if result.rule_id:
@@ -206,6 +208,11 @@ def render_text(result: Any, empty: bool = False) -> str:
         if r.labels:
             reaction += "; labels: " + ", ".join(r.labels)
         out.append(f"  suggested reaction: {reaction}")
+    if result.exit_code is not None:
+        out.append(f"  exit code: {result.exit_code}")
+    if result.failing_command is not None:
+        out.append(f"  failing command (line {result.failing_command.number}): "
+                   f"$ {result.failing_command.text}")
     if result.evidence:
         shown = len(result.evidence)
         total = max(result.matched_lines, shown)
@@ -215,6 +222,13 @@ def render_text(result: Any, empty: bool = False) -> str:
         for ev in result.evidence:
             section = f" [{ev.section}]" if ev.section else ""
             out.append(f"  {ev.line:>{width}}{section}  {ev.text}")
+    shown_lines = {ev.line for ev in result.evidence}
+    extra = [ln for ln in result.error_lines if ln.number not in shown_lines]
+    if extra:
+        out.append("")
+        out.append("most likely failing lines:")
+        width = len(str(extra[-1].number))
+        out.extend(f"  {ln.number:>{width}}  {ln.text[:400]}" for ln in extra)
     if result.also_matched:
         out.append("")
         out.append("also matched: " + ", ".join(result.also_matched))
@@ -242,7 +256,8 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_evaluate(args: argparse.Namespace) -> int:
-    from .corpus import ManifestError, evaluate, load_manifest, table_classifier
+    from .classifier import Classifier
+    from .corpus import ManifestError, evaluate, layered_classifier, load_manifest
     from .table import CATEGORIES, RulesError, load_table
 
     try:
@@ -258,7 +273,7 @@ def cmd_rules_evaluate(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         _err(str(exc))
         return EXIT_USAGE
-    report = evaluate(entries, table_classifier(table))
+    report = evaluate(entries, layered_classifier(Classifier(table)))
     if args.format == "json":
         import orjson
 
@@ -273,7 +288,7 @@ def cmd_rules_evaluate(args: argparse.Namespace) -> int:
         for r in report.failed:
             if not r.correct:
                 out.append(f"miss  {r.entry.name}: expected {r.entry.category}, got {r.category}"
-                           + (f" (rule {r.rule})" if r.rule else ""))
+                           + (f" (rule {r.rule})" if r.rule else f" ({r.detail.get('layer')})"))
             elif r.entry.rule and r.rule != r.entry.rule:
                 out.append(f"note  {r.entry.name}: right category, but rule {r.rule} won over "
                            f"{r.entry.rule}")

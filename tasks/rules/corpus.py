@@ -196,15 +196,16 @@ def evaluate(entries: list[Entry], classify: Classify) -> Report:
     return Report([classify(e) for e in entries])
 
 
-def table_classifier(table: Any) -> Classify:
-    """Score the rules table alone (no context layers) on each entry's log and job fields."""
+def layered_classifier(classifier: Any) -> Classify:
+    """Score the whole layered classifier (what the service and `classify` run) on each entry."""
 
     def run(entry: Entry) -> Result:
         with open(entry.path, "rb") as fh:
-            c = table.classify(fh, failure_reason=entry.job.get("failure_reason"),
-                               job_name=entry.job.get("name"), stage=entry.job.get("stage"),
-                               exit_code=entry.job.get("exit_code"))
-        return Result(entry, c.category, c.rule_id, list(c.also_matched),
-                      {"evidence": [e.text for e in c.evidence[:2]]})
+            v = classifier.classify(fh, failure_reason=entry.job.get("failure_reason"),
+                                    job_name=entry.job.get("name"), stage=entry.job.get("stage"),
+                                    exit_code=entry.job.get("exit_code"))
+        return Result(entry, v.category, v.rule_id, list(v.also_matched),
+                      {"evidence": [e.text for e in v.evidence[:2]], "layer": v.layer,
+                       "confidence": v.confidence})
 
     return run

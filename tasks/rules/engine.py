@@ -33,6 +33,7 @@ import queue
 import re
 import stat
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from itertools import accumulate, compress
 from typing import Any, BinaryIO, Iterable, Iterator
@@ -59,6 +60,13 @@ EVIDENCE_CAP = 5
 COUNT_CAP = 1000
 TEXT_CAP = 400
 _READ_AHEAD = 2
+# GitLab echoes every script line as "$ cmd" at the start of a line. Found by the prefilter with
+# the rules' patterns (one more pattern costs Hyperscan nothing measurable), so the block holding
+# the last command is known without a second pass over the log.
+COMMAND_PATTERN = r"^\$ \S"
+# Blocks of the log's end kept for the context layers: one block may end a line after the
+# failing command's output began, so keep the one before it too.
+TAIL_BLOCKS = 2
 
 _CSI = re.compile(rb"\x1b\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]")
 # OSC (ESC ] ... BEL or ESC \\), two-byte escapes, and a lone ESC: never across a newline.
@@ -111,6 +119,11 @@ class ScanResult:
     vetoed: set[int]
     lines: int
     bytes: int
+    # The last cleaned blocks as (text, newlines before it), oldest first: the context layers
+    # read the failing command, the exit code and the likely error lines from the log's end.
+    tail: list[tuple[bytes, int]] = field(default_factory=list)
+    # The last blocks holding a GitLab script line (`$ cmd`), oldest first, likewise.
+    command_blocks: list[tuple[bytes, int]] = field(default_factory=list)
 
 
 def _hs_expr(source: str) -> bytes:
@@ -441,9 +454,11 @@ class Engine:
         line_excludes: dict[int, list[Any]] | None = None,
         use_hyperscan: bool | None = None,
     ):
-        self.patterns = patterns
+        # Internal patterns carry a negative rule index: they mark blocks, they match no rule.
+        self.patterns = [*patterns, Pattern(-1, COMMAND_PATTERN, compile_re2(COMMAND_PATTERN))]
         self.line_excludes = line_excludes or {}
-        self.prefilter = Prefilter([(i, _hs_expr(p.source)) for i, p in enumerate(patterns)], use_hyperscan)
+        self.prefilter = Prefilter([(i, _hs_expr(p.source)) for i, p in enumerate(self.patterns)],
+                                   use_hyperscan)
 
     @property
     def backend(self) -> str:
@@ -456,10 +471,16 @@ class Engine:
         line_base = 0  # newlines before the current block
         total = 0
         partial = False
+        tail: deque[tuple[bytes, int]] = deque(maxlen=TAIL_BLOCKS)
+        commands: deque[tuple[bytes, int]] = deque(maxlen=TAIL_BLOCKS)
         for block, events, found, partial, newlines in self._prefiltered(chunks):
             total += len(block)
+            tail.append((block, line_base))
             for pid, end in found.items():
                 pat = self.patterns[pid]
+                if pat.rule < 0:
+                    commands.append((block, line_base))
+                    continue
                 if pat.veto:
                     vetoed.add(pat.rule)
                     continue
@@ -477,6 +498,8 @@ class Engine:
             vetoed=vetoed,
             lines=line_base + (1 if partial else 0),
             bytes=total,
+            tail=list(tail),
+            command_blocks=list(commands),
         )
 
     def _prefiltered(self, chunks: Iterable[bytes]) -> Iterator[tuple[bytes, list, dict[int, int], bool, int | None]]:

@@ -57,3 +57,52 @@ def expand(rule_values: list[str]) -> frozenset[str]:
         out.add(value)
         out |= ALIASES.get(value, frozenset())
     return frozenset(out)
+
+
+# Failure reasons that are GitLab's or the runner's, not the script's: they decide the
+# category before any log line is read (the log may be empty or cut off).
+_RUNNER, _TIMEOUT = "runner_system_failure", "job_timeout"
+DECISIVE: dict[str, str] = {
+    "runner_system_failure": _RUNNER,
+    "runner_unsupported": _RUNNER,
+    "scheduler_failure": _RUNNER,
+    "data_integrity_failure": _RUNNER,
+    "api_failure": _RUNNER,
+    "runner_configuration_error": _RUNNER,
+    "runner_external_dependency_failure": _RUNNER,
+    "runner_interrupted": _RUNNER,
+    "no_matching_runner": _RUNNER,
+    "stuck_or_timeout_failure": _TIMEOUT,
+    "stuck_pending_with_matching_runners": _TIMEOUT,
+    "stuck_pending_no_matching_runners": _TIMEOUT,
+    "no_updates_running": _TIMEOUT,
+    "no_updates_canceling": _TIMEOUT,
+    "job_execution_timeout": _TIMEOUT,
+    "job_execution_server_timeout": _TIMEOUT,
+    "server_timeout_running": _TIMEOUT,
+    "server_timeout_canceling": _TIMEOUT,
+    "missing_dependency_failure": "dependency_resolution",
+}
+
+# What each decisive reason means, for a verdict no rule of the table refines.
+EXPLAIN: dict[str, str] = {
+    "runner_system_failure": "The runner failed, not the job's script (system failure).",
+    "runner_unsupported": "The runner is too old for a feature this job uses.",
+    "scheduler_failure": "GitLab could not schedule the job on a runner.",
+    "data_integrity_failure": "GitLab found the job's data inconsistent and stopped it.",
+    "api_failure": "The runner could not talk to GitLab's API while running the job.",
+    "runner_configuration_error": "The runner's configuration is invalid for this job.",
+    "runner_external_dependency_failure": "A service the runner depends on failed.",
+    "runner_interrupted": "The runner was interrupted (shut down or restarted) mid-job.",
+    "no_matching_runner": "No runner with the job's tags is available.",
+    "stuck_or_timeout_failure": "The job was stuck or ran out of time.",
+    "stuck_pending_with_matching_runners": "The job stayed pending: runners exist but none took it.",
+    "stuck_pending_no_matching_runners": "The job stayed pending: no runner matches its tags.",
+    "no_updates_running": "The runner stopped sending updates for the running job.",
+    "no_updates_canceling": "The runner stopped sending updates while canceling the job.",
+    "job_execution_timeout": "The job exceeded its timeout.",
+    "job_execution_server_timeout": "GitLab stopped the job: it exceeded the server-side timeout.",
+    "server_timeout_running": "GitLab stopped the job: it exceeded the server-side timeout.",
+    "server_timeout_canceling": "GitLab stopped the job while canceling it (server timeout).",
+    "missing_dependency_failure": "An artifact this job needs from an earlier job is missing or expired.",
+}

@@ -21,7 +21,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import reasons
-from .engine import Engine, Pattern, compile_re2, read_chunks
+from .engine import Engine, Pattern, ScanResult, compile_re2, read_chunks
 from .result import REACTION_KINDS, Classification, Reaction
 
 DEFAULT_RULES = Path(__file__).with_name("default")
@@ -606,6 +606,14 @@ class RuleTable:
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
 
+    def scan(self, chunks: Iterable[bytes] | BinaryIO | None) -> ScanResult:
+        """One pass over a log for every rule (see engine.py); `decide` turns it into a verdict."""
+        if chunks is None:
+            chunks = ()
+        elif hasattr(chunks, "read"):
+            chunks = read_chunks(chunks)  # type: ignore[arg-type]
+        return self.engine.scan(chunks)  # type: ignore[arg-type]
+
     def classify(
         self,
         chunks: Iterable[bytes] | BinaryIO | None,
@@ -615,12 +623,19 @@ class RuleTable:
         stage: str | None = None,
         exit_code: int | None = None,
     ) -> Classification:
-        """Classify one failed job from its log chunks (may be empty or None) and webhook fields."""
-        if chunks is None:
-            chunks = ()
-        elif hasattr(chunks, "read"):
-            chunks = read_chunks(chunks)  # type: ignore[arg-type]
-        scan = self.engine.scan(chunks)  # type: ignore[arg-type]
+        """Classify one failed job from its log chunks (may be empty or None) and webhook fields.
+
+        Without `exit_code`, the one GitLab printed at the end of the log is used."""
+        scan = self.scan(chunks)
+        if exit_code is None:
+            exit_code = exit_code_of(scan)
+        return self.decide(scan, failure_reason=failure_reason, job_name=job_name, stage=stage,
+                           exit_code=exit_code)
+
+    def matching(self, scan: ScanResult, *, failure_reason: str | None = None,
+                 job_name: str | None = None, stage: str | None = None,
+                 exit_code: int | None = None) -> list[int]:
+        """Indexes of the rules that match, best first."""
         reason = reasons.normalise(failure_reason)
         winners: list[int] = []
         for i, rule in enumerate(self.rules):
@@ -631,8 +646,22 @@ class RuleTable:
             if i in scan.vetoed or rule.exclude.meta_any(reason, job_name, stage, exit_code):
                 continue
             winners.append(i)
+        return winners
+
+    def decide(self, scan: ScanResult, *, failure_reason: str | None = None,
+               job_name: str | None = None, stage: str | None = None,
+               exit_code: int | None = None, prefer: int | None = None) -> Classification:
+        """The verdict of the rules on one scan: the best match (or `prefer`, one of them)."""
+        winners = self.matching(scan, failure_reason=failure_reason, job_name=job_name,
+                                stage=stage, exit_code=exit_code)
         if not winners:
             return Classification()
+        if prefer is not None and prefer in winners:
+            winners.remove(prefer)
+            winners.insert(0, prefer)
+        return self.result(scan, winners)
+
+    def result(self, scan: ScanResult, winners: list[int]) -> Classification:
         top = self.rules[winners[0]]
         hits = scan.hits.get(winners[0])
         evidence = hits.evidence if hits else []
@@ -650,6 +679,22 @@ class RuleTable:
             matched_lines=hits.count if hits else 0,
             also_matched=[self.rules[i].id for i in winners[1:]],
         )
+
+
+_EXIT_CODE_TAIL = 64 * 1024
+
+
+def exit_code_of(scan: ScanResult) -> int | None:
+    """The script's exit code as GitLab's runner printed it at the end of the log."""
+    if not scan.tail:
+        return None
+    from .facts import find_exit_code
+
+    block = scan.tail[-1][0]
+    found = find_exit_code(block[-_EXIT_CODE_TAIL:])
+    if found is None and len(scan.tail) > 1 and len(block) < _EXIT_CODE_TAIL:
+        found = find_exit_code(scan.tail[-2][0][-_EXIT_CODE_TAIL:])
+    return found
 
 
 def _format(template: str, captures: dict[str, str]) -> str:

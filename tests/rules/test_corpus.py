@@ -3,7 +3,8 @@ jobs get their manifest category, and no rule fires on a job that passed."""
 
 from __future__ import annotations
 
-from tasks.rules.corpus import evaluate, load_manifest, table_classifier
+from tasks.rules.classifier import Classifier
+from tasks.rules.corpus import evaluate, layered_classifier, load_manifest
 from tasks.rules.table import CATEGORIES
 
 from .conftest import LOGS
@@ -12,7 +13,7 @@ MIN_ACCURACY = 0.95
 
 
 def test_accuracy_per_category_and_no_false_alarms(default_table, capsys):
-    report = evaluate(load_manifest(LOGS, CATEGORIES), table_classifier(default_table))
+    report = evaluate(load_manifest(LOGS, CATEGORIES), layered_classifier(Classifier(default_table)))
     with capsys.disabled():
         print("\n" + report.table())
     misses = [(r.entry.name, r.entry.category, r.category) for r in report.failed if not r.correct]

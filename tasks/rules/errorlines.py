@@ -1,0 +1,115 @@
+"""The error-line finder: the few lines of a failed job's log a person should read first.
+
+GitLab's and GitHub's log viewers jump to the end; a person then scrolls up looking for the
+first line that says what broke. This does that scroll: it scores the lines the failing command
+printed (or the log's end when the command is not known) for error markers, discounts noise that
+looks like an error but is not (`0 errors`, warnings, npm's boilerplate, GitLab's own
+`ERROR: Job failed` summary), and returns the best few in log order. It always returns
+something for a non-empty log, so even an `unknown` verdict shows where to look.
+
+Written by hand: log viewers that highlight error lines (GitLab, GitHub, Jenkins' Log Parser)
+do it in their UI code, not in a library we could use.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .facts import Line, LogFacts
+
+MAX_LINES = 5
+# How far from the end to look when the failing command is not known (a non-GitLab log).
+FALLBACK_LINES = 300
+
+_STRONG = re.compile(
+    r"(?:\berror\b|\bERROR\b|\bFAILED\b|\bFAIL\b|\bfatal\b|\bFATAL\b|\bpanic:|Traceback \(most recent"
+    r"|\bException\b|\bExceptionInInitializerError\b|\bAssertionError\b|✖|✗|❌|\bE\s{2,}\S"
+    r"|^\s*\d+\s+failing\b|\bfailed\b.*\b(?:tests?|examples?|specs?)\b|\bundefined reference\b"
+    r"|\bSegmentation fault\b|\bcore dumped\b)", re.IGNORECASE)
+_MEDIUM = re.compile(
+    r"(?:\bfail(?:ed|ure|ing)?\b|\bcannot\b|\bcan't\b|\bcould not\b|\bcouldn't\b|\bunable to\b"
+    r"|\bnot found\b|\bundefined\b|\bdenied\b|\brefused\b|\btimed out\b|\btimeout\b|\bkilled\b"
+    r"|\baborted\b|\binvalid\b|\bunexpected\b|\bmissing\b|\bno such\b|\bunresolved\b"
+    r"|\bviolation|\bvulnerabilit|\bexpected\b.*\b(?:got|received|but)\b|\bassert)", re.IGNORECASE)
+# Looks like an error, says the opposite, or is boilerplate around the real message.
+_NOISE = re.compile(
+    r"(?:\b(?:0|no|zero) (?:errors?|failures?|failed|problems?|issues?|vulnerabilities)\b"
+    r"|\b(?:errors?|failures?|failed)[=:]\s*0\b|\bwarn(?:ing)?s?\b|\bdeprecat|\bnotice\b"
+    r"|ERROR: Job failed|npm (?:ERR!|error) (?:A complete log|This is probably not a problem"
+    r"|Failed at the|Exit status|code ELIFECYCLE|errno \d|spawn|\s*$|Tell the author|You can get"
+    r"|Make sure you have)|^\s*at |^\s*File \"|Cleaning up|Uploading artifacts|Saving cache"
+    r"|section_(?:start|end)|^\s*[\^~]+\s*$|^\s*[-=*#_]{6,}\s*$|Downloading|Unpacking|Collecting"
+    r"|Requirement already satisfied|^\s*\d+%|\bretrying\b|Running after|shell: bash|^\s*\$ )",
+    re.IGNORECASE)
+# The tool's summary lines are worth a little more than one error among many.
+_SUMMARY = re.compile(
+    r"(?:\b\d+ (?:errors?|failed|failures?|problems?)\b|Tests?:.*\bfailed\b|FAILURES!|BUILD FAILED"
+    r"|Build FAILED|BUILD FAILURE|Error \d+$|exited with (?:code|status) [1-9]|returned non-zero"
+    r"|Compilation failed|did not complete successfully)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ScoredLine:
+    line: Line
+    score: int
+
+
+def score(text: str) -> int:
+    if not text.strip():
+        return 0
+    points = 0
+    if _STRONG.search(text):
+        points += 3
+    elif _MEDIUM.search(text):
+        points += 2
+    if _SUMMARY.search(text):
+        points += 1
+    if points and _NOISE.search(text):
+        points -= 3 if points >= 3 else 2
+    return max(points, 0)
+
+
+def error_lines(facts: LogFacts, limit: int = MAX_LINES) -> list[Line]:
+    """The most likely failing lines, in log order (at most `limit`; [] only for an empty log)."""
+    region = facts.failing_output if facts.command else _fallback_region(facts)
+    scored = [ScoredLine(ln, score(ln.text)) for ln in region]
+    best = sorted((s for s in scored if s.score > 0), key=lambda s: (-s.score, s.line.number))
+    chosen: list[Line] = []
+    seen: set[str] = set()
+    for s in best:
+        key = _dedupe_key(s.line.text)
+        if key in seen:
+            continue
+        seen.add(key)
+        chosen.append(s.line)
+        if len(chosen) >= limit:
+            break
+    if not chosen:
+        # Nothing looks like an error: the last lines printed before the script stopped are
+        # still the best place to start reading.
+        tail = [ln for ln in region if ln.text.strip() and not _NOISE.search(ln.text)]
+        chosen = tail[-min(limit, 3):]
+    if not chosen and facts.exit_line is not None:
+        chosen = [facts.exit_line]
+    return sorted(chosen, key=lambda ln: ln.number)
+
+
+def marker_count(facts: LogFacts) -> int:
+    """How many lines of the failing output carry an error marker (for the context tier)."""
+    region = facts.failing_output if facts.command else _fallback_region(facts)
+    return sum(1 for ln in region if score(ln.text) >= 3)
+
+
+def _fallback_region(facts: LogFacts) -> list[Line]:
+    lines = facts.tail
+    if facts.script_end is not None:
+        lines = [ln for ln in lines if ln.number < facts.script_end]
+    return lines[-FALLBACK_LINES:]
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _dedupe_key(text: str) -> str:
+    return _DIGITS.sub("0", text.strip().lower())[:160]
