@@ -18,6 +18,8 @@ from .engine import ScanResult, _decode
 # nearly every job, small enough to split into lines on every classification.
 TAIL_BYTES = 256 * 1024
 MAX_COMMAND_CHARS = 300
+# A line is shown and scored by its first this many bytes (minified bundles, binary junk).
+MAX_LINE_CHARS = 2000
 
 _EXIT_CODE = re.compile(
     rb"(?:ERROR: Job failed: exit code|command terminated with exit code|"
@@ -86,8 +88,9 @@ def read_facts(scan: ScanResult) -> LogFacts:
             facts.script_end = number
         m = _EXIT_CODE.search(stripped)
         if m:
-            facts.exit_code, facts.exit_line = int(m.group(1)), Line(number, _decode(stripped))
-    facts.tail = [Line(n, _decode(raw.rstrip(b"\r"))) for n, raw in numbered]
+            facts.exit_code = int(m.group(1))
+            facts.exit_line = Line(number, _decode(stripped[:MAX_LINE_CHARS]))
+    facts.tail = [Line(n, _decode(raw[:MAX_LINE_CHARS].rstrip(b"\r"))) for n, raw in numbered]
     facts.command = _last_command(scan, facts.script_end)
     return facts
 
