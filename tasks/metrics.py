@@ -15,3 +15,6 @@ EVENTS_PROCESSED = Counter("devops_agent_events_processed_total",
 DECISIONS = Counter("devops_agent_decisions_total", "Handler decisions", ["handler", "action"])
 JOB_FAILURES = Counter("devops_agent_job_failures_total", "Failed jobs classified, by category",
                        ["category"])
+CORRECTIONS = Counter("devops_agent_classification_corrections_total",
+                      "Verdicts people corrected, by the category given and the one taught",
+                      ["was", "now"])

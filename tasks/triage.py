@@ -10,8 +10,10 @@ comment is edited in place and skipped when unchanged.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
+
+import orjson
 
 from tasks import metrics
 from tasks.comments import marker, upsert_comment
@@ -304,8 +306,12 @@ def explain(ctx: Any, store: Store, pipe: PipelineRef, *, passed: bool,
     categories = {r["category"] for r in rows if r.get("status") == "failed"}
     category_labels = [settings.label_category_prefix + c for c in sorted(categories)]
     rule_labels = sorted({l for r in rows for l in r.get("rule_labels", [])})
+    thread = orjson.dumps({**asdict(pipe), "pipeline": failed_pipeline or pipe.pipeline,
+                           "passed": passed})
     for kind, iid in targets:
         outcome = upsert_comment(gitlab, store, pipe.project, kind, iid, f"ci:{pipe.ref}", body)
+        # What this thread's comment reports, for `/devops classify` written under it.
+        ctx.redis.set(thread_key(pipe.project, kind, iid), thread, ex=90 * 86400)
         # The cause labels we put on this target before, so stale ones go without reading it.
         ours_key = f"da:labelled:{pipe.project}:{kind}:{iid}"
         before = {m.decode() for m in ctx.redis.smembers(ours_key)}
@@ -323,6 +329,20 @@ def explain(ctx: Any, store: Store, pipe: PipelineRef, *, passed: bool,
             pipe_.expire(ours_key, 90 * 86400)
         pipe_.execute()
         ctx.decide("comment", target=f"{kind}:{iid}", outcome=outcome, passed=passed)
+
+
+def thread_key(project: int, kind: str, iid: int) -> str:
+    return f"da:ci-thread:{project}:{kind}:{iid}"
+
+
+def thread_pipeline(redis: Any, project: int, kind: str, iid: int) -> tuple[PipelineRef, bool] | None:
+    """The pipeline the CI comment in this issue or MR reports, and whether a later one passed."""
+    raw = redis.get(thread_key(project, kind, iid))
+    if raw is None:
+        return None
+    data = orjson.loads(raw)
+    passed = bool(data.pop("passed", False))
+    return PipelineRef(**data), passed
 
 
 def _cell(text: Any, limit: int = 120) -> str:

@@ -398,6 +398,11 @@ class GitLabAdapter:
         mrs = self._project(project).mergerequests
         return self._write("create_mr", project, fields, lambda: self._plain(mrs.create(fields)))
 
+    def label_events(self, project: ProjectRef, kind: str, iid: int) -> list[dict]:
+        """Who added or removed which label, oldest first (resource label events)."""
+        obj = self._noteable(project, kind, iid)
+        return self._list("label_events", obj.resourcelabelevents.list)
+
     # -- notes ---------------------------------------------------------------------------------
     def list_notes(self, project: ProjectRef, kind: str, iid: int) -> list[dict]:
         """All notes (system notes included), oldest first."""

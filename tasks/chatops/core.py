@@ -21,7 +21,7 @@ from tasks.store import Store
 
 log = logging.getLogger("devops_agent.chatops")
 
-COMMAND_MODULES = ("deploy", "rollback", "promote", "retry", "status", "lock", "help")
+COMMAND_MODULES = ("deploy", "rollback", "promote", "retry", "classify", "status", "lock", "help")
 
 
 @dataclass(frozen=True)

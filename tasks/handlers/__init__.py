@@ -17,6 +17,7 @@ BUILTIN_MODULES = (
     "tasks.handlers.job_failed",
     "tasks.handlers.pipeline_passed",
     "tasks.handlers.label_triggers",
+    "tasks.handlers.classify_labels",
     "tasks.handlers.chatops",
     "tasks.handlers.deployment_status",
 )

@@ -172,7 +172,8 @@ class RecordingGitLab:
         self.effects.append(record)
         return result
 
-    def _set_labels(self, project: Any, kind: str, iid: int, new: list[str]) -> dict:
+    def _set_labels(self, project: Any, kind: str, iid: int, new: list[str],
+                    user: dict | None = None) -> dict:
         obj = self._noteable(project, kind, iid)
         ref = self._ref(project, kind, iid)
         added = [x for x in new if x not in obj["labels"]]
@@ -181,7 +182,24 @@ class RecordingGitLab:
             obj["labels"] = list(dict.fromkeys(new))
             self.effects += [f"{ref}:label_added:{x}" for x in added]
             self.effects += [f"{ref}:label_removed:{x}" for x in removed]
+            who = dict(user or self.user)
+            events = obj.setdefault("_label_events", [])
+            for action, names in (("add", added), ("remove", removed)):
+                events += [{"id": len(events) + i + 1, "user": who, "action": action,
+                            "label": {"name": x}, "created_at": "2026-01-01T00:00:00Z"}
+                           for i, x in enumerate(names)]
         return self._public(obj)
+
+    def human_relabel(self, project: Any, kind: str, iid: int, user: dict, add: Iterable[str] = (),
+                      remove: Iterable[str] = ()) -> None:
+        """A person changed the labels in GitLab's UI (tests): recorded as their label events."""
+        obj = self._noteable(project, kind, iid)
+        new = [x for x in obj["labels"] if x not in set(remove)] + [x for x in add if x not in obj["labels"]]
+        self._set_labels(project, kind, iid, new, user=user)
+
+    def label_events(self, project: Any, kind: str, iid: int) -> list[dict]:
+        self._enter("label_events", project, kind, iid)
+        return [dict(e) for e in self._noteable(project, kind, iid).get("_label_events", [])]
 
     # -- the adapter's API -------------------------------------------------------------------------
     def current_user(self) -> dict:

@@ -413,6 +413,10 @@ class FakeGitLabApp:
         notes.sort(key=lambda n: (n[order], n["id"]), reverse=c.params.get("sort", "desc") != "asc")
         return self._page(c, [self.state.view_note(n) for n in notes])
 
+    @route("GET", NOTEABLE + r"/resource_label_events")
+    def list_label_events(self, c: "Ctx") -> Response:
+        return self._page(c, list(c.noteable.get("_label_events", [])))
+
     @route("POST", NOTEABLE + r"/notes")
     def create_note(self, c: "Ctx") -> Response:
         c.require("body")

@@ -90,7 +90,7 @@ class FakeState:
             self.side_effects: list[str] = []
             self._ids = {k: itertools.count(1000) for k in
                          ("project", "pipeline", "job", "issue", "mr", "note", "label", "emoji",
-                          "deployment", "freeze", "user")}
+                          "deployment", "freeze", "user", "label_event")}
             self.add_user(BOT_USER["username"], id=BOT_USER["id"], name=BOT_USER["name"],
                           token=BOT_TOKEN)
 
@@ -552,8 +552,8 @@ class FakeState:
 
     def change_labels(self, p: dict, kind: str, obj: dict, new: list[str], user: dict) -> None:
         """Set labels, creating missing project labels as GitLab does. Modern GitLab records
-        label changes as resource label events, not as notes, so no system note appears in
-        the notes API; we keep the events for the side-effect records only."""
+        label changes as resource label events (doc/api/resource_label_events.md), not as
+        notes, so no system note appears in the notes API."""
         old = obj["labels"]
         added = [x for x in new if x not in old]
         removed = [x for x in old if x not in new]
@@ -563,10 +563,20 @@ class FakeState:
             self._ensure_label(p, name)
         obj["labels"] = list(dict.fromkeys(new))
         ref = self.ref_name(p, kind, obj["iid"])
-        for x in added:
-            self.effect(f"{ref}:label_added:{x}")
-        for x in removed:
-            self.effect(f"{ref}:label_removed:{x}")
+        events = obj.setdefault("_label_events", [])
+        for action, names in (("add", added), ("remove", removed)):
+            for x in names:
+                self.effect(f"{ref}:label_{'added' if action == 'add' else 'removed'}:{x}")
+                label = p["_labels"].get(x) or self._ensure_label(p, x)
+                events.append({
+                    "id": self._next("label_event"),
+                    "user": {k: user.get(k) for k in ("id", "username", "name")},
+                    "created_at": now_iso(),
+                    "resource_type": "Issue" if kind == "issue" else "MergeRequest",
+                    "resource_id": obj["id"],
+                    "label": {k: label.get(k) for k in ("id", "name", "color", "description")},
+                    "action": action,
+                })
 
     def trace_size(self, job: dict) -> int:
         t = job["_trace"]
