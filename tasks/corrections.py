@@ -55,6 +55,12 @@ class Corrections:
         pipe.execute()
         self._keep("corrected", signature, {**example, "category": category, "by": by,
                                              "where": where})
+        # The same failure is no longer one nobody knows.
+        member = f"{signature}:{example.get('job', '')}"
+        pipe = self.r.pipeline(transaction=True)
+        pipe.zrem(_key("unknown"), member)
+        pipe.hdel(_key("unknown") + ":data", member)
+        pipe.execute()
 
     def unknown(self, signature: str, example: dict[str, Any]) -> None:
         """A failure no rule or context explained."""

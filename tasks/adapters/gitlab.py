@@ -271,6 +271,20 @@ class GitLabAdapter:
         return self._list("pipeline_jobs", pipe.jobs.list,
                           scope=list(scope) if scope is not None else None)
 
+    def recent_jobs(self, project: ProjectRef, scopes: Iterable[str],
+                    limit: int = 1000) -> Iterator[dict]:
+        """The project's jobs in `scopes` (e.g. failed, success), newest first, at most `limit`;
+        pages are fetched as the caller reads, so stopping early costs no more requests."""
+        jobs = self._call("recent_jobs", lambda: self._project(project).jobs.list(
+            scope=list(scopes), iterator=True, per_page=self.per_page))
+        it = iter(jobs)
+        for _ in range(limit):
+            try:
+                job = self._call("recent_jobs", lambda: next(it))
+            except StopIteration:
+                return
+            yield self._plain(job)
+
     def get_job(self, project: ProjectRef, job_id: int) -> dict:
         return self._call("get_job", lambda: self._plain(self._project(project).jobs.get(job_id)))
 

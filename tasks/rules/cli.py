@@ -86,6 +86,45 @@ def register(subparsers: Any) -> None:
                    help="exit 1 when accuracy on failed jobs is below F (0..1) or any passing log is hit")
     e.add_argument("--format", choices=("text", "json"), default="text")
     e.set_defaults(func=cmd_rules_evaluate)
+    g = rsub.add_parser(
+        "suggest",
+        help="propose rules for failures no rule knew or people corrected",
+        description="Cluster unknown and corrected failures by their normalised error lines and "
+                    "propose one rule per cluster (YAML to review and add to RULES_FILE).",
+        epilog=SUGGEST_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g.add_argument("--logs", metavar="PATH", type=Path,
+                   help="take examples from log files instead of the service's store: a folder of "
+                        "*.log files, or a corpus manifest (its misclassified logs count as corrected)")
+    g.add_argument("--rules", metavar="FILE", type=Path, help="user rules file, for --logs")
+    g.add_argument("--min-examples", metavar="N", type=int, default=2,
+                   help="smallest cluster to propose a rule for (default 2)")
+    g.add_argument("--limit", metavar="N", type=int, default=5000,
+                   help="examples to read from the store (newest first; default 5000)")
+    g.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    g.set_defaults(func=cmd_rules_suggest)
+    b = rsub.add_parser(
+        "backtest",
+        help="run a rules table over a project's recent failed and passed jobs",
+        description="Read recent failed and passed jobs through the GitLab API (streamed, "
+                    "bounded, cached on disk) and report per rule: jobs it decided, failed and "
+                    "passed jobs it matched, agreement with people's corrections, and every "
+                    "verdict that changes against the current table.",
+        epilog=BACKTEST_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    b.add_argument("file", metavar="RULES_FILE", nargs="?", type=Path,
+                   help="the candidate rules file (default: the current table)")
+    b.add_argument("--project", metavar="P", action="append", required=True,
+                   help="project id or full path (repeatable)")
+    b.add_argument("--since", metavar="WHEN", default="14d", help="14d, 36h, 2w or an ISO date (default 14d)")
+    b.add_argument("--max-jobs", metavar="N", type=int, default=1000,
+                   help="newest jobs to read per project (default 1000)")
+    b.add_argument("--cache-dir", metavar="DIR", type=Path, default=None,
+                   help="where logs are kept (default: $DEVOPS_AGENT_CACHE_DIR/backtest)")
+    b.add_argument("--format", choices=("text", "json"), default="text")
+    b.set_defaults(func=cmd_rules_backtest)
 
 
 EVALUATE_EPILOG = """\
@@ -94,6 +133,23 @@ exit codes:
   1  below --min-accuracy, or a rule fired on a passing job's log
   2  usage error, or the manifest is malformed
   3  the rules table is invalid
+"""
+
+
+SUGGEST_EPILOG = """\
+Without --logs, the examples come from the running service's store (REDIS_URL): failures
+classified `unknown`, and failures people corrected with `/devops classify` or by swapping the
+ci-failure: label. exit codes: 0 proposals printed (possibly none), 2 usage or store error,
+3 the rules table is invalid.
+"""
+
+
+BACKTEST_EPILOG = """\
+GITLAB_URL and GITLAB_TOKEN (or GITLAB_TOKEN_FILE) say which GitLab to read; the token needs
+read_api. The current table is the default plus RULES_FILE from the environment; RULES_FILE
+given here is the candidate compared with it. With REDIS_URL set, people's corrections kept by
+the service are compared too. exit codes: 0 done, 1 a rule matches 10% or more of the passing
+jobs, 2 usage or GitLab error, 3 a rules table is invalid.
 """
 
 
@@ -300,3 +356,155 @@ def cmd_rules_evaluate(args: argparse.Namespace) -> int:
                                           or report.false_positives):
         return 1
     return 0
+
+
+def _examples_from_logs(path: Path, table: Any) -> list[dict[str, Any]]:
+    from .classifier import Classifier
+    from .corpus import load_manifest
+    from .table import CATEGORIES
+
+    classifier = Classifier(table)
+    if path.is_dir() and not any(path.rglob("manifest.yaml")):
+        targets = [(p, None) for p in sorted(path.rglob("*.log"))]
+    else:
+        targets = [(e.path, e.category) for e in load_manifest(path, CATEGORIES)
+                   if e.outcome == "failed"]
+    out = []
+    for log, expected in targets:
+        with open(log, "rb") as fh:
+            v = classifier.classify(fh)
+        if v.category != "unknown" and (expected is None or v.category == expected):
+            continue
+        example = {"job": log.name, "project_path": str(log.parent), "classified_as": v.category,
+                   "lines": [e.text for e in v.evidence] + [ln.text for ln in v.error_lines]}
+        if expected is not None and expected != v.category:
+            example["category"] = expected
+        out.append(example)
+    return out
+
+
+def cmd_rules_suggest(args: argparse.Namespace) -> int:
+    from .suggest import render_yaml, suggest
+    from .table import RulesError, load_table
+
+    if args.min_examples < 1:
+        _err("--min-examples must be at least 1")
+        return EXIT_USAGE
+    if args.logs is not None:
+        try:
+            table = load_table(_user_rules(args.rules))
+        except RulesError as exc:
+            _err(str(exc))
+            return EXIT_BAD_RULES
+        if not args.logs.exists():
+            _err(f"no such path: {args.logs}")
+            return EXIT_USAGE
+        try:
+            examples = _examples_from_logs(args.logs, table)
+        except (OSError, ValueError) as exc:
+            _err(str(exc))
+            return EXIT_USAGE
+    else:
+        url = os.environ.get("REDIS_URL", "").strip()
+        if not url:
+            _err("REDIS_URL is not set: point it at the service's Redis, or use --logs PATH")
+            return EXIT_USAGE
+        import redis
+
+        from tasks.corrections import Corrections
+
+        try:
+            client = redis.Redis.from_url(url.replace("redis+socket://", "unix://"),
+                                          socket_timeout=10, socket_connect_timeout=5)
+            store = Corrections(client)
+            examples = list(store.examples("corrected", args.limit))
+            seen = {(e.get("project"), e.get("job")) for e in examples}
+            examples += [e for e in store.examples("unknown", args.limit)
+                         if (e.get("project"), e.get("job")) not in seen]
+        except redis.RedisError as exc:
+            _err(f"cannot read the store at REDIS_URL: {type(exc).__name__}")
+            return EXIT_USAGE
+    proposals = suggest(examples, min_examples=args.min_examples)
+    if args.format == "json":
+        import orjson
+
+        sys.stdout.write(orjson.dumps({"examples": len(examples),
+                                       "proposals": [p.to_dict() for p in proposals]},
+                                      option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render_yaml(proposals))
+        print(f"{len(proposals)} rule(s) proposed from {len(examples)} example(s)", file=sys.stderr)
+    return 0
+
+
+def _corrections_by_job() -> dict[tuple[str, int], str]:
+    url = os.environ.get("REDIS_URL", "").strip()
+    if not url:
+        return {}
+    import redis
+
+    from tasks.corrections import Corrections
+
+    try:
+        client = redis.Redis.from_url(url.replace("redis+socket://", "unix://"),
+                                      socket_timeout=10, socket_connect_timeout=5)
+        out: dict[tuple[str, int], str] = {}
+        for ex in Corrections(client).examples("corrected"):
+            for project in (ex.get("project"), ex.get("project_path")):
+                if project is not None and ex.get("job") is not None:
+                    out[(str(project), int(ex["job"]))] = ex["category"]
+        return out
+    except (redis.RedisError, ValueError, KeyError):
+        _err("warning: could not read corrections from REDIS_URL; comparing without them")
+        return {}
+
+
+def cmd_rules_backtest(args: argparse.Namespace) -> int:
+    from tasks.adapters.gitlab import GitLabAdapter, GitLabError
+    from tasks.settings import ConfigError, load_settings
+
+    from . import backtest
+    from .classifier import Classifier
+    from .table import RulesError, load_table
+
+    try:
+        since = backtest.parse_since(args.since)
+        settings = load_settings(require_secret=False)
+    except (ValueError, ConfigError) as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    if not settings.gitlab_url or settings.gitlab_token is None:
+        _err("set GITLAB_URL and GITLAB_TOKEN (or GITLAB_TOKEN_FILE) to read jobs from GitLab")
+        return EXIT_USAGE
+    if args.max_jobs < 1:
+        _err("--max-jobs must be at least 1")
+        return EXIT_USAGE
+    try:
+        current = load_table(_user_rules(None))
+        candidate = load_table(args.file) if args.file else current
+    except RulesError as exc:
+        _err(str(exc))
+        return EXIT_BAD_RULES
+    cache_root = args.cache_dir or Path(os.environ.get("DEVOPS_AGENT_CACHE_DIR")
+                                        or Path.home() / ".cache" / "devops-agent") / "backtest"
+    from urllib.parse import urlsplit
+
+    cache = backtest.LogCache(cache_root, urlsplit(settings.gitlab_url).netloc)
+    gitlab = GitLabAdapter(settings.gitlab_url, settings.gitlab_token.value, dry_run=True,
+                           max_log_bytes=settings.max_log_bytes)
+    try:
+        jobs = backtest.collect(gitlab, args.project, since, cache, max_jobs=args.max_jobs)
+    except GitLabError as exc:
+        _err(f"cannot read jobs: {exc}")
+        return EXIT_USAGE
+    finally:
+        gitlab.close()
+    report = backtest.run(jobs, Classifier(candidate),
+                          Classifier(current) if args.file else None, _corrections_by_job())
+    if args.format == "json":
+        import orjson
+
+        sys.stdout.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(backtest.render(report))
+    return 1 if report.noisy() else 0
