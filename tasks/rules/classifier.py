@@ -26,7 +26,7 @@ from .context import infer
 from .errorlines import error_lines, marker_count
 from .facts import Line, LogFacts, read_facts
 from .result import Classification, Evidence, Reaction
-from .signature import normalise, signature
+from .signature import normalise, signature_of
 from .table import RuleTable
 
 LAYERS = ("gitlab", "rules", "context", "learned", "none")
@@ -223,8 +223,8 @@ class Classifier:
 
     @staticmethod
     def _verdict(*, key: str, line: str | None, **fields: Any) -> Verdict:
-        return Verdict(signature=signature(key, line), signature_line=normalise(line or ""),
-                       **fields)
+        normal = normalise(line or "")
+        return Verdict(signature=signature_of(key, normal), signature_line=normal, **fields)
 
 
 def _context_steps(category: str, facts: LogFacts) -> str:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ class _HyperscanPrefilter:
 
     def __init__(self, patterns: list[tuple[int, bytes]]):
         base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_MULTILINE
+        self._local = threading.local()
         self.rejected: list[int] = []
         self.empty = not patterns
         cached = _cache_load(patterns, base)
@@ -68,8 +70,16 @@ class _HyperscanPrefilter:
             self.db.compile(expressions=list(exprs), ids=list(ids), elements=len(ids), flags=list(flags))
 
     def scratch(self) -> Any:
-        # One scratch per scan keeps concurrent classifications in threads from sharing it.
-        return None if self.empty else hyperscan.Scratch(self.db)
+        # One scratch per calling thread keeps concurrent classifications in threads from
+        # sharing it, and spares a backtest over thousands of small logs an allocation per log
+        # (0.1 ms each: a fifth of a small log's classification). A scan uses its scratch on one
+        # thread at a time (its helper thread while the caller waits), so reuse is safe.
+        if self.empty:
+            return None
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self.db)
+        return scratch
 
     def hits(self, block: bytes, scratch: Any) -> dict[int, int]:
         found: dict[int, int] = {}

@@ -41,5 +41,10 @@ def normalise(text: str, *, quoted: bool = False) -> str:
 
 def signature(key: str, line: str | None) -> str:
     """A short stable id for (deciding rule or category/tool, normalised first evidence line)."""
-    raw = f"{key}\0{normalise(line or '')}"
+    return signature_of(key, normalise(line or ""))
+
+
+def signature_of(key: str, normalised: str) -> str:
+    """`signature` for a line already normalised."""
+    raw = f"{key}\0{normalised}"
     return hashlib.sha1(raw.encode("utf-8", "replace")).hexdigest()[:16]

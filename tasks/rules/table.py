@@ -598,6 +598,9 @@ class RuleTable:
             if rule.exclude_lines:
                 line_excludes[i] = [compile_re2(p) for p in rule.exclude_lines]
         self.engine = Engine(patterns, line_excludes, use_hyperscan=use_hyperscan)
+        # Rules that need no log line: they are tried on every job; the others only when the
+        # scan saw one of their patterns (most of a big table, for most logs, is never looked at).
+        self._without_log = frozenset(i for i, r in enumerate(self.rules) if not r.match.log)
 
     @property
     def backend(self) -> str:
@@ -638,10 +641,9 @@ class RuleTable:
         """Indexes of the rules that match, best first."""
         reason = reasons.normalise(failure_reason)
         winners: list[int] = []
-        for i, rule in enumerate(self.rules):
+        for i in sorted(self._without_log.union(scan.hits)):
+            rule = self.rules[i]
             if not rule.match.meta_holds(reason, job_name, stage, exit_code):
-                continue
-            if rule.match.log and i not in scan.hits:
                 continue
             if i in scan.vetoed or rule.exclude.meta_any(reason, job_name, stage, exit_code):
                 continue
