@@ -168,6 +168,8 @@ class Classifier:
 
     def _context(self, facts: LogFacts, job_name: str | None, stage: str | None,
                  base: dict[str, Any]) -> Verdict | None:
+        if facts.succeeded and base["exit_code"] is None:
+            return None  # the runner says the job passed: there is no failure to infer
         guess = infer(facts, job_name=job_name, stage=stage, markers=marker_count(facts))
         if guess is None:
             return None
@@ -185,7 +187,9 @@ class Classifier:
 
     def _unknown(self, facts: LogFacts, reason: str | None, base: dict[str, Any]) -> Verdict:
         why = "no rule matched"
-        if facts.command is None:
+        if facts.succeeded and base["exit_code"] is None:
+            why += " and the log ends with GitLab's `Job succeeded`"
+        elif facts.command is None:
             why += " and the log does not show which command failed"
         else:
             why += f" and the failing command `$ {facts.command.text[:80]}` names no known tool"

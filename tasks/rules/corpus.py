@@ -186,6 +186,12 @@ class Report:
                      f"{len(passed) - len(self.false_positives)} | "
                      f"{len(self.false_positives)} false positive"
                      f"{'s' if len(self.false_positives) != 1 else ''} |")
+        guessed = [r for r in passed if r.category != "unknown" and not r.false_positive]
+        if guessed:
+            # No rule fired; the context tier guessed from the command, as it would for a job
+            # that had failed (the service only ever classifies failed jobs).
+            lines.append(f"| passing jobs: context-tier guesses (no rule fired) | {len(passed)} | "
+                         f"{len(passed) - len(guessed)} | {len(guessed)} low-confidence guesses |")
         return "\n".join(lines)
 
 

@@ -46,6 +46,8 @@ class LogFacts:
     exit_line: Line | None = None
     # The first line of GitLab's own after-failure steps (after_script, artifacts, cleanup).
     script_end: int | None = None
+    # GitLab's runner ended the log with "Job succeeded": whatever it printed, it passed.
+    succeeded: bool = False
 
     @property
     def failing_output(self) -> list[Line]:
@@ -86,6 +88,8 @@ def read_facts(scan: ScanResult) -> LogFacts:
         stripped = raw.rstrip(b"\r")
         if facts.script_end is None and _SCRIPT_OVER.match(stripped):
             facts.script_end = number
+        if stripped.startswith(b"Job succeeded"):
+            facts.succeeded = True
         m = _EXIT_CODE.search(stripped)
         if m:
             facts.exit_code = int(m.group(1))

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -171,13 +172,20 @@ class _Re2SetPrefilter:
         return {self.ids[i]: 0 for i in self.set.Match(block) or ()}
 
 
+_CASELESS = re.compile(rb"\(\?[a-zA-Z]*i[a-zA-Z]*[:)]")
+
+
 def _same_in_both(expr: bytes) -> bool:
     """Whether Hyperscan (bytes, ASCII classes) and re2 (Latin-1) surely agree on a pattern.
 
-    Non-ASCII bytes (case folding of Latin-1 letters) and Unicode classes (\\pL) can differ, and
-    a prefilter that misses what re2 would match loses a hit: those patterns go to re2's Set.
+    Both match bytes one at a time, so literal UTF-8 text (`✖ 3 problems`) and classes or
+    alternations of it mean the same in both. What differs: Unicode classes (\\pL), and case
+    folding of non-ASCII bytes, which re2 folds as Latin-1 letters and Hyperscan never does. A
+    prefilter that misses what re2 would match loses a hit: those patterns go to re2's Set.
     """
-    return expr.isascii() and b"\\p" not in expr and b"\\P" not in expr
+    if b"\\p" in expr or b"\\P" in expr:
+        return False
+    return expr.isascii() or not _CASELESS.search(expr)
 
 
 class Prefilter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
@@ -393,3 +394,23 @@ def test_engine_line_count_from_the_block_reader(tmp_path):
     path.write_bytes(data)
     assert table.engine.scan(read_chunks(str(path))).lines == 300_001
     assert table.engine.scan([data]).lines == 300_001
+
+
+def test_backends_agree_on_non_ascii_patterns_with_classes_and_alternations(tmp_path):
+    # Case-sensitive non-ASCII patterns run in Hyperscan too: both engines match bytes, so a
+    # class or alternation of UTF-8 text must find exactly what re2 finds, on any bytes.
+    patterns = ["[✖✗] (?P<n>\\d+)", "(?:✘|X) \\[ERROR\\] (?P<m>.+)", "● \\S.* › \\S",
+                "\\b\\d+:\\d+ +✖ +\\S.*?\\s{2,}(?P<r>[a-z][\\w-]+)\\s*$", "│ [1-9]\\d* Blocking"]
+    rules = write_rules(tmp_path, "rules:\n" + "".join(
+        f"  - id: r{i}\n    category: unknown\n    match: {{log: ['{p}']}}\n"
+        for i, p in enumerate(patterns)))
+    tables = [load_table(rules, include_default=False, use_hyperscan=hs == "hyperscan")
+              for hs in BACKENDS]
+    pieces = ["✖", "✗", "✘", "●", "›", "│", " ", "  ", "X", "[ERROR]", "12", "3:4", "a-rule", "\n",
+              "é", "\x9c", "É", "Blocking", "x"]
+    rnd = random.Random(11)
+    for _ in range(400):
+        text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 30))).encode()
+        raw = text + bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 4)))
+        seen = [(t.classify([raw]).rule_id, t.classify([raw]).also_matched) for t in tables]
+        assert all(s == seen[0] for s in seen), raw

@@ -244,6 +244,13 @@ def test_unknown_still_points_at_lines(classifier):
     assert "names no known tool" in v.reason
 
 
+def test_a_job_that_succeeded_is_not_inferred_to_have_failed(classifier):
+    log = trace("$ npm install", "npm WARN deprecated inflight@1.0.6", "added 3 packages",
+                after=(), exit_code=None).replace(b"\x1b[0Ksection_end:1700000014", b"Job succeeded\n\x1b[0Ksection_end:1700000014")
+    v = classifier.classify([log + b"Job succeeded\n"], job_name="install", stage="build")
+    assert (v.category, v.layer) == ("unknown", "none") and "Job succeeded" in v.reason
+
+
 class RecordingCorrections:
     def __init__(self, taught):
         self.taught, self.asked = taught, []
