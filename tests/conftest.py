@@ -24,3 +24,11 @@ def redis_client(redis_server):
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def corpus_report():
+    """The whole corpus scored once per session (the accuracy test and the README table)."""
+    from tasks.docs import corpus_report as score
+
+    return score()

@@ -1,16 +1,26 @@
-"""The README's generated tables must match the help records (regenerate: python -m tasks.docs)."""
+"""Generated documentation must match what it describes (regenerate: python -m tasks.docs --write)."""
 
-from pathlib import Path
+from tasks.docs import (CORPUS_END, CORPUS_START, END, README, SOURCES, START, block,
+                        corpus_block, sources)
 
-from tasks.docs import END, START, block
+STALE = "stale: run `python -m tasks.docs --write`"
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+
+def _between(text: str, start: str, end: str) -> str:
+    return text[text.index(start): text.index(end) + len(end)]
 
 
 def test_readme_command_tables_are_current():
-    text = README.read_text()
-    current = text[text.index(START): text.index(END) + len(END)]
-    assert current == block(), "README.md is stale: paste the output of `python -m tasks.docs`"
+    assert _between(README.read_text(), START, END) == block(), "README.md is " + STALE
+
+
+def test_readme_corpus_table_is_current(corpus_report):
+    assert _between(README.read_text(), CORPUS_START, CORPUS_END) == corpus_block(corpus_report), \
+        "README.md's corpus table is " + STALE
+
+
+def test_sources_list_every_log():
+    assert SOURCES.read_text() == sources(), "fixtures/logs/SOURCES.md is " + STALE
 
 
 def test_every_command_and_handler_has_help():

@@ -41,9 +41,10 @@ class Entry:
 
 
 def manifest_files(target: Path) -> list[Path]:
-    """A manifest file, or every manifest.yaml below a folder."""
+    """A manifest file; a folder's own manifest.yaml; else every manifest.yaml below it."""
     if target.is_dir():
-        return sorted(target.rglob("manifest.yaml"))
+        own = target / "manifest.yaml"
+        return [own] if own.is_file() else sorted(target.rglob("manifest.yaml"))
     return [target]
 
 
@@ -70,7 +71,7 @@ def load_manifest(target: Path, categories: Iterable[str] | None = None) -> list
         if not isinstance(data, dict) or not isinstance(data.get("logs") or [], list):
             problems.append(f"{mf}: expected a mapping with a `logs:` list")
             continue
-        base = _corpus_root(mf)
+        base = mf.resolve().parent
         for i, item in enumerate(data["logs"] or []):
             where = f"{mf}: logs[{i}]"
             if not isinstance(item, dict):
@@ -109,11 +110,6 @@ def load_manifest(target: Path, categories: Iterable[str] | None = None) -> list
     if problems:
         raise ManifestError("invalid corpus manifest:\n  " + "\n  ".join(problems))
     return entries
-
-
-def _corpus_root(manifest: Path) -> Path:
-    """Entries name files relative to the folder above the manifest's own (fixtures/logs)."""
-    return manifest.resolve().parent.parent
 
 
 @dataclass
