@@ -45,7 +45,9 @@ class Similar:
     def sentence(self, default_branch: str | None) -> str:
         parts = []
         if self.trunk_since:
-            parts.append(f"also failing on `{self.trunk_since.get('ref') or default_branch}` "
+            # Git allows backticks in branch names; they must not end our code span.
+            branch = str(self.trunk_since.get("ref") or default_branch).replace("`", "'")[:80]
+            parts.append(f"also failing on `{branch}` "
                          f"since pipeline #{self.trunk_since['pipeline']}: not caused by this "
                          "change")
         if self.seen > 1:

@@ -345,6 +345,12 @@ def thread_pipeline(redis: Any, project: int, kind: str, iid: int) -> tuple[Pipe
     return PipelineRef(**data), passed
 
 
+def _line(text: Any, limit: int) -> str:
+    """One line of our own text (its code spans kept), bounded."""
+    out = str(text or "").replace("\r", " ").replace("\n", " ")
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
 def _cell(text: Any, limit: int = 120) -> str:
     """Markdown-table-safe: no pipes or newlines, backticks neutralised, bounded length."""
     s = str(text or "").replace("\r", " ").replace("\n", " ").replace("|", "\\|")
@@ -395,15 +401,15 @@ def render(pipe: PipelineRef, rows: list[dict[str, Any]], *, passed: bool,
              "|---|---|---|---|---|---|"]
     for row in rows:
         name = _cell(row["name"], 60) + (" (flaky)" if row["name"] in flaky_jobs else "")
-        confidence = row.get("confidence", "high")
-        category = f"{row['category']} ({confidence})" if confidence != "high" else row["category"]
+        category = f"{row['category']} ({row.get('confidence', 'high')})"
         lines.append(f"| {name} | {_cell(row.get('stage'), 30)} | {category} | {_why(row)} | "
                      f"{_lines_cell(row)} | {_cell(row['action'], 140)} |")
     details = []
     for r in rows:
-        said = [f"{_cell(r.get('why'), 300)}."] if r.get("why") else []
+        said = [f"{_line(r.get('why'), 300)}."] if r.get("why") else []
         if similar.get(r["name"]):
-            said.append(_cell(similar[r["name"]], 300).capitalize() + ".")
+            sentence = _line(similar[r["name"]], 300)
+            said.append(sentence[:1].upper() + sentence[1:] + ".")
         if r.get("next_steps") and not passed:
             said.append(_cell(r["next_steps"], 400))
         if said:

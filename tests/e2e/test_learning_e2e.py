@@ -127,7 +127,7 @@ def test_unknown_then_corrected_then_learned(stack, gl, redis_client):
     add_failed_pipeline(gl, 1202, 9302)
     send(stack, redis_client, pipeline_hook(1202, 9302), "Pipeline Hook")
     body = ci_comment(gl)
-    assert "#1202" in body and "| widgets | check | network_error |" in body
+    assert "#1202" in body and "| widgets | check | network_error (high) |" in body
     assert "corrected to network_error by @dev-alice" in body
 
 
@@ -166,7 +166,7 @@ def test_swapping_the_category_label_is_a_correction(stack, gl, redis_client):
     hook["changes"]["labels"] = {"previous": [{"id": 1, "title": "ci-failure:unknown"}],
                                  "current": [{"id": 2, "title": "ci-failure:test_failure"}]}
     send(stack, redis_client, hook, "Issue Hook")
-    assert "| widgets | check | test_failure |" in ci_comment(gl)
+    assert "| widgets | check | test_failure (high) |" in ci_comment(gl)
     [example] = Corrections(redis_client).examples("corrected")
     assert (example["category"], example["by"], example["job"]) == ("test_failure", "dev-alice", 9202)
 
