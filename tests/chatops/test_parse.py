@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasks.chatops.parse import MAX_COMMANDS_PER_NOTE, parse_commands
+from tasks.chatops.parse import MAX_COMMANDS_PER_NOTE, parse_commands, parse_note
 
 CASES = [
     ("plain command", "/devops deploy staging", [("deploy", ("staging",))]),
@@ -27,6 +27,16 @@ CASES = [
     ("multi-line html comment", "<!--\n/devops deploy production\n-->", []),
     ("after a closed fence", "```\nx\n```\n/devops status", [("status", ())]),
     ("GitLab quick action is not ours", "/deploy staging", []),
+    ("multi-line blockquote", ">>>\n/devops deploy staging\n>>>", []),
+    ("unclosed multi-line blockquote", "text\n>>>\n/devops deploy staging", []),
+    ("after a blockquote", ">>>\nquoted\n>>>\n/devops status", [("status", ())]),
+    ("html blockquote", "<blockquote>\n/devops deploy staging\n</blockquote>", []),
+    ("html blockquote with attributes", '<BlockQuote class="x">\n/devops deploy staging\n</BLOCKQUOTE>', []),
+    ("html pre", "<pre>\n/devops deploy production\n</pre>", []),
+    ("html code", "<code>\n/devops deploy production</code>", []),
+    ("html details", "<details><summary>old</summary>\n/devops rollback production\n</details>", []),
+    ("unclosed html pre", "<pre>\n/devops deploy production", []),
+    ("after html pre", "<pre>x</pre>\n/devops status", [("status", ())]),
     ("another prefix", "/devopsx deploy", []),
     ("empty", "", []),
 ]
@@ -51,3 +61,16 @@ def test_hostile_notes_are_bounded():
     assert len(parse_commands(body)) == MAX_COMMANDS_PER_NOTE
     assert parse_commands("```\n" + "/devops deploy production\n" * 10000) == []
     assert parse_commands("\x00/devops \x00 deploy\x00") == []
+
+
+def test_commands_past_the_cap_are_counted_not_run():
+    parsed = parse_note("/devops status\n" * (MAX_COMMANDS_PER_NOTE + 3))
+    assert len(parsed.commands) == MAX_COMMANDS_PER_NOTE and parsed.dropped == 3
+
+
+@pytest.mark.parametrize("body", ["<pre " * 20000, "<!--" * 25000, "<code" * 20000,
+                                  "<details x" * 9000, ">>>\n" * 20001, "```\n" * 20001])
+def test_hostile_markup_hides_what_follows_it(body):
+    # Unclosed quoting markup hides the rest of the note (a lazy regex over these took seconds
+    # per note; the scanner is one pass).
+    assert parse_note(body + "\n/devops status").commands == []
