@@ -264,11 +264,27 @@ def test_notes_create_edit_and_order(project, fake):
 
 
 def test_cannot_edit_someone_elses_note(project, fake):
+    fake.add_member(1, 1, DEVELOPER)  # the bot as a Developer: not the author, not a Maintainer
     issue = fake.add_issue(1, "t")
     fake.add_user("bob", id=9)
     note = fake.add_note(1, "issue", issue["iid"], "/deploy prod", author_id=9)
     with pytest.raises(gitlab.GitlabUpdateError) as e:
         project.issues.get(issue["iid"], lazy=True).notes.update(note["id"], {"body": "x"})
+    assert e.value.response_code == 403
+    assert e.value.error_message == "403 Forbidden"
+
+
+def test_maintainer_may_edit_anyones_note_but_no_one_a_system_note(project, fake):
+    # "Edit comments (posted by any user)": Maintainer (doc/user/permissions.md).
+    issue = fake.add_issue(1, "t")
+    fake.add_user("bob", id=9)
+    note = fake.add_note(1, "issue", issue["iid"], "/deploy prod", author_id=9)
+    notes = project.issues.get(issue["iid"], lazy=True).notes
+    assert notes.update(note["id"], {"body": "edited by a maintainer"})["body"] == \
+        "edited by a maintainer"
+    system = fake.add_note(1, "issue", issue["iid"], "changed the description", system=True)
+    with pytest.raises(gitlab.GitlabUpdateError) as e:
+        notes.update(system["id"], {"body": "x"})
     assert e.value.response_code == 403
 
 
@@ -300,13 +316,28 @@ def test_mr_closes_issues_and_approvals(project, fake):
                                        "title": "Fix", "description": "Fixes #2, closes #99"})
     assert [i.iid for i in mr.closes_issues()] == [2]
     fake.add_user("rev", id=11)
-    assert mr.approvals.get().approved is True
-    seeded = fake.add_mr(1, "needs review", "fix", target_branch="other", approvals_required=1)
-    m = project.mergerequests.get(seeded["iid"], lazy=True)
-    assert m.approvals.get().approvals_left == 1
-    fake.approve_mr(1, seeded["iid"], 11)
+    fake.add_member(1, 11, DEVELOPER)
+    # Free: `approved` means "has an approval" and there are no approval rules.
+    got = mr.approvals.get()
+    assert got.approved is False and not hasattr(got, "approvals_left")
+    fake.approve_mr(1, mr.iid, 11)
+    got = mr.approvals.get()
+    assert got.approved is True and got.approved_by[0]["user"]["username"] == "rev"
+
+
+def test_premium_approval_rules_count(gl, fake):
+    fake.add_project("group/prem", id=2, tier="premium", members={11: DEVELOPER})
+    fake.add_branch(2, "fix")
+    seeded = fake.add_mr(2, "needs review", "fix", approvals_required=1)
+    m = gl.projects.get("group/prem", lazy=True).mergerequests.get(seeded["iid"], lazy=True)
     got = m.approvals.get()
-    assert got.approved and got.approved_by[0]["user"]["username"] == "rev"
+    assert (got.approved, got.approvals_required, got.approvals_left) == (False, 1, 1)
+    assert gl.projects.get(2, lazy=True).mergerequests.get(seeded["iid"]).detailed_merge_status \
+        == "not_approved"
+    fake.approve_mr(2, seeded["iid"], 11)
+    got = m.approvals.get()
+    assert got.approved and got.approvals_left == 0
+    assert got.approved_by[0]["user"]["id"] == 11
 
 
 def test_duplicate_open_mr_is_409(project, fake):

@@ -149,7 +149,8 @@ def test_mr_flow(gl, fake):
     mr = gl.create_mr(1, "bot/fix", "main", "Fix", "Closes #1", labels=["bot"])
     assert gl.get_mr(1, mr["iid"])["sha"] == commit["id"]
     assert [i["iid"] for i in gl.mr_closes_issues(1, mr["iid"])] == [1]
-    assert gl.mr_approvals(1, mr["iid"])["approved"] is True
+    approvals = gl.mr_approvals(1, mr["iid"])  # Free: approved means "has an approval"
+    assert approvals["approved"] is False and approvals["approved_by"] == []
     note = gl.create_note(1, "mr", mr["iid"], "hello")
     assert gl.list_notes(1, "mr", mr["iid"])[-1]["id"] == note["id"]
     assert gl.add_labels(1, "mr", mr["iid"], ["x"])["labels"] == ["bot", "x"]
@@ -422,3 +423,307 @@ def test_from_settings(fake):
     assert gl.dry_run and gl.current_user()["username"] == "devops-bot"
     with pytest.raises(GitLabError):
         GitLabAdapter.from_settings(Settings(webhook_secrets=(Secret("w"),)))
+
+
+# -- strict per-endpoint answers, as python-gitlab tests itself ---------------------------------
+# Each test registers exactly the requests the adapter method must make (method, path, query,
+# JSON body), answered with payloads shaped like GitLab's API documentation; the mock fails on
+# any other request and, at the end, on any registered one that was not made. `responses` is a
+# dev dependency (pyproject's `dev` extra).
+BASE = "https://gitlab.example"
+API = f"{BASE}/api/v4"
+ENC = "group%2Fproj"
+
+DOC_USER = {"id": 1, "username": "devops-bot", "name": "DevOps Bot", "state": "active",
+            "locked": False, "avatar_url": None, "web_url": f"{BASE}/devops-bot"}
+DOC_PIPELINE = {"id": 46, "iid": 11, "project_id": 1, "status": "failed", "ref": "main",
+                "sha": "a91957a858320c0e17f3a0eca7cfacbff50ea29a",
+                "before_sha": "a91957a858320c0e17f3a0eca7cfacbff50ea29a", "tag": False,
+                "yaml_errors": None, "user": DOC_USER, "created_at": "2016-08-11T11:28:34.085Z",
+                "updated_at": "2016-08-11T11:32:35.169Z", "started_at": None,
+                "finished_at": "2016-08-11T11:32:35.145Z", "committed_at": None,
+                "duration": 123, "queued_duration": 1, "coverage": None,
+                "web_url": f"{BASE}/group/proj/-/pipelines/46", "source": "push"}
+DOC_JOB = {"id": 7, "status": "failed", "stage": "test", "name": "rspec:other",
+           "ref": "main", "tag": False, "coverage": None, "allow_failure": False,
+           "created_at": "2015-12-24T15:51:21.880Z", "started_at": "2015-12-24T17:54:30.733Z",
+           "finished_at": "2015-12-24T17:54:31.198Z", "erased_at": None, "duration": 0.465,
+           "queued_duration": 0.010, "failure_reason": "script_failure", "user": DOC_USER,
+           "pipeline": {"id": 6, "project_id": 1, "ref": "main",
+                        "sha": "0ff3ae198f8601a285adcf5c0fff204ee6fba5fd", "status": "failed"},
+           "web_url": f"{BASE}/group/proj/-/jobs/7", "project": {"ci_job_token_scope_enabled":
+                                                                False}, "archived": False}
+DOC_ISSUE = {"id": 76, "iid": 6, "project_id": 1, "title": "Consequatur vero maxime",
+             "description": "Ratione dolores", "state": "opened", "labels": ["foo"],
+             "author": DOC_USER, "created_at": "2016-01-04T15:31:51.081Z",
+             "updated_at": "2016-01-04T15:31:51.081Z", "web_url": f"{BASE}/group/proj/-/issues/6"}
+DOC_MR = {"id": 1, "iid": 1, "project_id": 1, "title": "test1", "description": "fixed login page",
+          "state": "opened", "source_branch": "test1", "target_branch": "main",
+          "source_project_id": 1, "target_project_id": 1, "labels": [], "draft": False,
+          "sha": "8888888888888888888888888888888888888888", "merge_status": "can_be_merged",
+          "detailed_merge_status": "mergeable", "author": DOC_USER,
+          "web_url": f"{BASE}/group/proj/-/merge_requests/1"}
+DOC_NOTE = {"id": 302, "body": "closed", "author": DOC_USER, "created_at": "2013-10-02T09:22:45Z",
+            "updated_at": "2013-10-02T10:22:45Z", "system": False, "noteable_id": 377,
+            "noteable_type": "Issue", "noteable_iid": 377, "resolvable": False,
+            "confidential": False, "internal": False}
+
+
+@pytest.fixture
+def mock():
+    responses = pytest.importorskip("responses")
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield Strict(rsps, responses)
+
+
+class Strict:
+    """`expect(method, path, query=..., json=..., status=..., body=..., headers=...)`."""
+
+    def __init__(self, rsps, responses) -> None:
+        self.rsps, self.m = rsps, responses.matchers
+
+    def expect(self, method, path, *, query=None, json=None, status=200, body=None,
+               headers=None, raw=None, exc=None):
+        match = [self.m.query_param_matcher(query or {})]
+        if json is not None:
+            match.append(self.m.json_params_matcher(json))
+        kw = {"status": status, "headers": headers or {}, "match": match}
+        if exc is not None:
+            kw = {"body": exc, "match": match}
+        elif raw is not None:
+            kw["body"], kw["content_type"] = raw, "text/plain"
+        else:
+            kw["json"] = body if body is not None else {}
+        self.rsps.add(method, f"{API}{path}", **kw)
+
+    @property
+    def calls(self):
+        return self.rsps.calls
+
+
+@pytest.fixture
+def strict_gl():
+    adapter = GitLabAdapter(BASE, "secret-token", timeout=2, max_retries=2, per_page=100)
+    yield adapter
+    adapter.close()
+
+
+def test_strict_reads(mock, strict_gl):
+    gl = strict_gl
+    mock.expect("GET", "/user", body=DOC_USER)
+    mock.expect("GET", f"/projects/{ENC}", body={"id": 1, "path_with_namespace": PROJECT})
+    mock.expect("GET", "/projects/1/members/all/7", body={**DOC_USER, "id": 7, "access_level": 30})
+    mock.expect("GET", "/projects/1/members/all/8", status=404, body={"message": "404 Not found"})
+    mock.expect("GET", f"/projects/{ENC}/freeze_periods", query={"per_page": "100"},
+                body=[{"id": 1, "freeze_start": "0 23 * * 5", "freeze_end": "0 7 * * 1",
+                       "cron_timezone": "UTC"}])
+    mock.expect("GET", "/projects/1/pipelines/46", body=DOC_PIPELINE)
+    mock.expect("GET", "/projects/1/pipelines/latest", query={"ref": "main"}, body=DOC_PIPELINE)
+    mock.expect("GET", "/projects/1/pipelines/latest", query={"ref": "gone"}, status=404,
+                body={"message": "404 Not found"})
+    mock.expect("GET", "/projects/1/pipelines/46/jobs",
+                query={"scope[]": ["failed", "canceled"], "per_page": "100"}, body=[DOC_JOB])
+    mock.expect("GET", "/projects/1/jobs/7", body=DOC_JOB)
+    mock.expect("GET", "/projects/1/pipelines/46/test_report",
+                body={"total_time": 5, "total_count": 1, "success_count": 0, "failed_count": 1,
+                      "skipped_count": 0, "error_count": 0, "test_suites": []})
+    assert gl.current_user()["username"] == "devops-bot"
+    assert gl.get_project(PROJECT)["id"] == 1
+    assert gl.access_level(1, 7) == 30 and gl.access_level(1, 8) == 0
+    assert gl.freeze_periods(PROJECT)[0]["cron_timezone"] == "UTC"
+    assert gl.get_pipeline(1, 46)["status"] == "failed"
+    assert gl.latest_pipeline(1, "main")["id"] == 46 and gl.latest_pipeline(1, "gone") is None
+    assert gl.pipeline_jobs(1, 46, scope=["failed", "canceled"])[0]["name"] == "rspec:other"
+    assert gl.get_job(1, 7)["failure_reason"] == "script_failure"
+    assert gl.test_report(1, 46)["failed_count"] == 1
+    assert all(c.request.headers["PRIVATE-TOKEN"] == "secret-token" for c in mock.calls)
+
+
+def test_strict_list_follows_link_pages(mock, strict_gl):
+    nxt = f"{API}/projects/1/pipelines/46/jobs?page=2&per_page=100"
+    mock.expect("GET", "/projects/1/pipelines/46/jobs", query={"per_page": "100"},
+                body=[DOC_JOB], headers={"Link": f'<{nxt}>; rel="next"', "X-Next-Page": "2",
+                                         "X-Page": "1", "X-Total-Pages": "2"})
+    mock.expect("GET", "/projects/1/pipelines/46/jobs", query={"page": "2", "per_page": "100"},
+                body=[{**DOC_JOB, "id": 8}], headers={"X-Page": "2", "X-Total-Pages": "2"})
+    assert [j["id"] for j in strict_gl.pipeline_jobs(1, 46)] == [7, 8]
+
+
+def test_strict_recent_jobs_stops_at_the_limit(mock, strict_gl):
+    nxt = f"{API}/projects/1/jobs?page=2&per_page=100"
+    mock.expect("GET", "/projects/1/jobs", query={"scope[]": "failed", "per_page": "100"},
+                body=[DOC_JOB, {**DOC_JOB, "id": 6}], headers={"Link": f'<{nxt}>; rel="next"'})
+    got = list(strict_gl.recent_jobs(1, ["failed"], limit=2))  # page 2 is never asked for
+    assert [j["id"] for j in got] == [7, 6]
+
+
+def test_strict_job_log_is_streamed_text(mock, strict_gl):
+    mock.expect("GET", "/projects/1/jobs/7/trace", raw=b"$ make\nerror: boom\n")
+    assert strict_gl.job_log(1, 7) == JobLog(b"$ make\nerror: boom\n", 0)
+
+
+def test_strict_issue_and_mr_requests(mock, strict_gl):
+    gl = strict_gl
+    mock.expect("GET", "/projects/1/issues/6", body=DOC_ISSUE)
+    mock.expect("GET", "/projects/1/issues",
+                query={"labels": "flaky,ci", "search": "test_x", "state": "opened",
+                       "per_page": "100"}, body=[DOC_ISSUE])
+    mock.expect("GET", "/projects/1/issues", query={"per_page": "100"}, body=[])
+    mock.expect("POST", "/projects/1/issues", status=201, body=DOC_ISSUE,
+                json={"title": "t", "description": "d", "labels": "a,b"})
+    mock.expect("PUT", "/projects/1/issues/6", body=DOC_ISSUE,
+                json={"description": "new", "labels": "x,y", "state_event": "close"})
+    mock.expect("PUT", "/projects/1/issues/6", body=DOC_ISSUE, json={"add_labels": "seen"})
+    mock.expect("PUT", "/projects/1/merge_requests/1", body=DOC_MR, json={"remove_labels": "old"})
+    mock.expect("PUT", "/projects/1/merge_requests/1", body=DOC_MR,
+                json={"add_labels": "ci::passed", "remove_labels": "ci::failed"})
+    mock.expect("GET", "/projects/1/merge_requests/1", body=DOC_MR)
+    mock.expect("GET", "/projects/1/merge_requests/1/closes_issues", query={"per_page": "100"},
+                body=[DOC_ISSUE])
+    mock.expect("GET", "/projects/1/merge_requests/1/approvals",
+                body={"approved": True, "approvals_required": 1, "approvals_left": 0,
+                      "approved_by": [{"user": DOC_USER}]})
+    mock.expect("POST", "/projects/1/merge_requests", status=201, body=DOC_MR,
+                json={"source_branch": "test1", "target_branch": "main", "title": "test1",
+                      "description": "", "labels": "bot", "remove_source_branch": True})
+    mock.expect("GET", "/projects/1/merge_requests/1/resource_label_events",
+                query={"per_page": "100"},
+                body=[{"id": 142, "user": DOC_USER, "created_at": "2018-08-20T13:38:20.077Z",
+                       "resource_type": "MergeRequest", "resource_id": 1,
+                       "label": {"id": 73, "name": "a1", "color": "#34495E",
+                                 "description": ""}, "action": "add"}])
+    assert gl.get_issue(1, 6)["iid"] == 6
+    assert gl.find_issues(1, labels=["flaky", "ci"], search="test_x")[0]["id"] == 76
+    assert gl.find_issues(1, state="all") == []
+    assert gl.create_issue(1, "t", "d", ["a", "b"])["iid"] == 6
+    gl.update_issue(1, 6, description="new", labels=["x", "y"], state_event="close")
+    gl.add_labels(1, "issue", 6, ["seen"])
+    gl.remove_labels(1, "mr", 1, ["old"])
+    gl.relabel(1, "mr", 1, add=["ci::passed"], remove=["ci::failed"])
+    assert gl.get_mr(1, 1)["sha"] == DOC_MR["sha"]
+    assert gl.mr_closes_issues(1, 1)[0]["iid"] == 6
+    assert gl.mr_approvals(1, 1)["approvals_left"] == 0
+    assert gl.create_mr(1, "test1", "main", "test1", labels=["bot"])["iid"] == 1
+    assert gl.label_events(1, "mr", 1)[0]["label"]["name"] == "a1"
+
+
+def test_strict_notes_emoji_repository_deployments_and_retries(mock, strict_gl):
+    gl = strict_gl
+    mock.expect("GET", "/projects/1/issues/6/notes",
+                query={"sort": "asc", "order_by": "created_at", "per_page": "100"},
+                body=[DOC_NOTE])
+    mock.expect("POST", "/projects/1/merge_requests/1/notes", status=201, body=DOC_NOTE,
+                json={"body": "hello"})
+    mock.expect("PUT", "/projects/1/issues/6/notes/302", body={**DOC_NOTE, "body": "edited"},
+                json={"body": "edited"})
+    mock.expect("POST", "/projects/1/issues/6/notes/302/award_emoji", status=201,
+                json={"name": "eyes"},
+                body={"id": 4, "name": "eyes", "user": DOC_USER, "awardable_id": 302,
+                      "awardable_type": "Note"})
+    mock.expect("POST", "/projects/1/repository/branches", status=201,
+                json={"branch": "bot/fix", "ref": "main"},
+                body={"name": "bot/fix", "commit": {"id": "7b5c3cc"}, "protected": False})
+    mock.expect("POST", "/projects/1/repository/commits", status=201,
+                json={"branch": "bot/fix", "commit_message": "m", "start_branch": "main",
+                      "actions": [{"action": "create", "file_path": "a", "content": "x"}]},
+                body={"id": "ed899a2f4b50b4370feeea94676502b42383c746", "title": "m"})
+    mock.expect("POST", "/projects/1/deployments", status=201,
+                json={"environment": "production", "sha": "a" * 40, "ref": "main",
+                      "tag": False, "status": "running"},
+                body={"id": 42, "status": "running", "environment": {"name": "production"}})
+    mock.expect("PUT", "/projects/1/deployments/42", json={"status": "success"},
+                body={"id": 42, "status": "success"})
+    mock.expect("POST", "/projects/1/jobs/7/retry", status=201,
+                body={**DOC_JOB, "id": 8, "status": "pending"})
+    mock.expect("POST", "/projects/1/pipelines/46/retry", status=201,
+                body={**DOC_PIPELINE, "status": "pending"})
+    assert gl.list_notes(1, "issue", 6)[0]["id"] == 302
+    assert gl.create_note(1, "mr", 1, "hello")["id"] == 302
+    assert gl.update_note(1, "issue", 6, 302, "edited")["body"] == "edited"
+    assert gl.award_emoji(1, "issue", 6, 302, "eyes")["name"] == "eyes"
+    assert gl.create_branch(1, "bot/fix", "main")["name"] == "bot/fix"
+    gl.create_commit(1, "bot/fix", "m", [{"action": "create", "file_path": "a", "content": "x"}],
+                     start_branch="main")
+    assert gl.create_deployment(1, "production", "a" * 40, "main")["id"] == 42
+    assert gl.update_deployment(1, 42, "success")["status"] == "success"
+    assert gl.retry_job(1, 7)["id"] == 8
+    assert gl.retry_pipeline(1, 46)["status"] == "pending"
+
+
+@pytest.mark.parametrize("status,body,error", [
+    (404, {"message": "404 Job Not Found"}, NotFound),
+    (403, {"message": "403 Forbidden"}, Forbidden),
+    (401, {"message": "401 Unauthorized"}, Forbidden),
+    (409, {"message": ["Another open merge request already exists"]}, GitLabError),
+    (400, {"error": "scope does not have a valid value"}, GitLabError),
+])
+def test_strict_error_translation(mock, strict_gl, status, body, error):
+    mock.expect("GET", "/projects/1/jobs/7", status=status, body=body)
+    with pytest.raises(error) as e:
+        strict_gl.get_job(1, 7)
+    assert type(e.value) is error and e.value.status == status
+    assert str(next(iter(body.values()))).strip("[]'") in str(e.value)
+    assert "secret-token" not in str(e.value)
+
+
+def test_strict_409_on_create(mock, strict_gl):
+    mock.expect("POST", "/projects/1/merge_requests", status=409,
+                body={"message": ["Another open merge request already exists for this source "
+                                  "branch: !1"]})
+    with pytest.raises(GitLabError) as e:
+        strict_gl.create_mr(1, "test1", "main", "t")
+    assert e.value.status == 409 and not isinstance(e.value, (NotFound, Forbidden))
+
+
+def test_strict_429_retry_after_then_success(mock, strict_gl):
+    mock.expect("GET", "/projects/1/jobs/7", status=429, headers={"Retry-After": "0"},
+                body={"message": "Retry later"})
+    mock.expect("GET", "/projects/1/jobs/7", body=DOC_JOB)
+    assert strict_gl.get_job(1, 7)["id"] == 7
+    assert [c.response.status_code for c in mock.calls] == [429, 200]
+
+
+def test_strict_429_long_retry_after_fails_at_once(mock, strict_gl):
+    mock.expect("POST", "/projects/1/jobs/7/retry", status=429, headers={"Retry-After": "120"},
+                body={"message": "Retry later"})
+    with pytest.raises(RateLimited) as e:
+        strict_gl.retry_job(1, 7)
+    assert e.value.retry_after == 120 and len(mock.calls) == 1
+
+
+def test_strict_5xx_get_is_retried_then_unavailable(mock, strict_gl):
+    for _ in range(3):  # 1 + max_retries
+        mock.expect("GET", "/projects/1/jobs/7", status=502, body={"message": "502 Bad Gateway"})
+    with pytest.raises(GitLabUnavailable) as e:
+        strict_gl.get_job(1, 7)
+    assert e.value.status == 502 and len(mock.calls) == 3
+
+
+def test_strict_5xx_post_is_not_resent(mock, strict_gl):
+    mock.expect("POST", "/projects/1/issues/6/notes", status=500,
+                body={"message": "500 Internal Server Error"})
+    with pytest.raises(GitLabUnavailable):
+        strict_gl.create_note(1, "issue", 6, "hi")
+    assert len(mock.calls) == 1
+
+
+def test_strict_timeouts(mock, strict_gl):
+    import requests as _requests
+
+    # A GET that times out is retried (bounded: 1 + max_retries attempts), then unavailable.
+    for exc in (_requests.exceptions.ReadTimeout("slow"),) * 3:
+        mock.expect("GET", "/projects/1/jobs/7", exc=exc)
+    with pytest.raises(GitLabUnavailable) as e:
+        strict_gl.get_job(1, 7)
+    assert "ReadTimeout" in str(e.value) and len(mock.calls) == 3
+    for _ in range(3):
+        mock.expect("GET", "/projects/1/pipelines/46",
+                    exc=_requests.exceptions.ConnectTimeout("unreachable"))
+    with pytest.raises(GitLabUnavailable):
+        strict_gl.get_pipeline(1, 46)
+    assert len(mock.calls) == 6
+    # A POST that timed out may have been applied: never sent twice.
+    mock.expect("POST", "/projects/1/jobs/7/retry", exc=_requests.exceptions.ReadTimeout("slow"))
+    with pytest.raises(GitLabUnavailable):
+        strict_gl.retry_job(1, 7)
+    assert len(mock.calls) == 7

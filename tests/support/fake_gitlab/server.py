@@ -139,6 +139,37 @@ class FakeGitLabControl:
     def add_branch(self, project: Any, name: str, **kw: Any) -> dict:
         return self.op("add_branch", project=project, name=name, **kw)
 
+    def protect_branch(self, project: Any, name: str, **kw: Any) -> dict:
+        return self.op("protect_branch", project=project, name=name, **kw)
+
+    def push_commit(self, project: Any, branch: str, files: dict | None = None,
+                    **kw: Any) -> dict:
+        """Someone pushes `files` to `branch`: the head and MR shas move (see FakeState)."""
+        return self.op("push_commit", project=project, branch=branch, files=files, **kw)
+
+    def edit_note(self, project: Any, kind: str, iid: int, note_id: int, body: str,
+                  user_id: int | None = None) -> dict:
+        """A person (the note's author by default) edits a note."""
+        return self.op("edit_note", project=project, kind=kind, iid=iid, note_id=note_id,
+                       body=body, user_id=user_id)
+
+    def relabel_as(self, project: Any, kind: str, iid: int, user_id: int,
+                   add: Iterable[str] = (), remove: Iterable[str] = ()) -> dict:
+        return self.op("relabel_as", project=project, kind=kind, iid=iid, user_id=user_id,
+                       add=list(add), remove=list(remove))
+
+    def unapprove_mr(self, project: Any, iid: int, user_id: int) -> dict:
+        return self.op("unapprove_mr", project=project, iid=iid, user_id=user_id)
+
+    def set_project(self, project: Any, **settings: Any) -> dict:
+        return self.op("set_project", project=project, **settings)
+
+    def set_time(self, now: str) -> dict:
+        return self.op("set_time", now=now)
+
+    def advance_time(self, seconds: float) -> dict:
+        return self.op("advance_time", seconds=seconds)
+
 
 class FakeGitLabServer(FakeGitLabControl):
     """The fake in a background thread of this process.
