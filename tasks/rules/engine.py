@@ -476,13 +476,18 @@ class Engine:
         for block, events, found, partial, newlines in self._prefiltered(chunks):
             total += len(block)
             tail.append((block, line_base))
-            for pid, end in found.items():
+            # In the order the hits end, whatever order the prefilter reported them in.
+            for pid, end in sorted(found.items(), key=lambda kv: kv[1]):
                 pat = self.patterns[pid]
                 if pat.rule < 0:
                     commands.append((block, line_base))
                     continue
                 if pat.veto:
-                    vetoed.add(pat.rule)
+                    # The prefilter may be looking for a required literal only: a veto counts
+                    # when the pattern itself matches (one re2 search, rarely needed).
+                    if pat.rule not in vetoed and pat.regex.search(block, max(0, block.rfind(
+                            b"\n", 0, max(end - 1, 0)))) is not None:
+                        vetoed.add(pat.rule)
                     continue
                 rh = hits.get(pat.rule)
                 if rh is None:
@@ -492,6 +497,8 @@ class Engine:
             for _, kind, name in events:
                 _apply_section(sections, kind, name)
             line_base += block.count(b"\n") if newlines is None else newlines
+        for h in hits.values():
+            h.evidence.sort(key=lambda e: e.line)  # a rule's patterns find lines in any order
         # Hits that re2 did not confirm (prefilter supersets, cross-line matches) are not hits.
         return ScanResult(
             hits={r: h for r, h in hits.items() if h.count},

@@ -18,6 +18,8 @@ from typing import Any
 
 import re2
 
+from .literals import required_literals
+
 try:  # hyperscan wheels exist for x86_64 only; the re2 path must stand on its own
     import hyperscan
 except ImportError:  # pragma: no cover - depends on the platform
@@ -35,35 +37,55 @@ def re2_options() -> re2.Options:
 
 
 class _HyperscanPrefilter:
-    """Which patterns hit a block, and where the first one ends."""
+    """Which patterns hit a block, and where the first one ends.
+
+    A pattern with a long required literal (literals.py) is looked for by that literal (or its
+    few alternatives), the rest by their full regex: Hyperscan's cost grows with the number of
+    full regexes, and re2 confirms every hit either way. Database ids are positions in
+    `self.owner`, which maps each back to its pattern."""
 
     def __init__(self, patterns: list[tuple[int, bytes]]):
         base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_MULTILINE
         self._local = threading.local()
         self.rejected: list[int] = []
-        self.empty = not patterns
-        cached = _cache_load(patterns, base)
+        entries: list[tuple[int, bytes, int]] = []  # (pattern id, expression, flags)
+        self.literal_patterns = 0
+        for pid, expr in patterns:
+            literals = required_literals(expr.decode("utf-8", "surrogateescape"))
+            if literals is None:
+                entries.append((pid, expr, base))
+                continue
+            self.literal_patterns += 1
+            for text, caseless in literals:
+                escaped = re.escape(text.decode("latin-1")).encode("latin-1")
+                entries.append((pid, escaped, base | (hyperscan.HS_FLAG_CASELESS if caseless else 0)))
+        self.owner = [pid for pid, _, _ in entries]
+        self.empty = not entries
+        cached = _cache_load(entries)
         if cached is not None:
             self.db, self.rejected, self.empty = cached
             return
         self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        chosen = [(pid, expr, base) for pid, expr in patterns]
+        chosen = [(i, expr, flags) for i, (_, expr, flags) in enumerate(entries)]
         try:
             self._compile(chosen)
         except hyperscan.error:
             # Hyperscan names no culprit: find each pattern's flags one by one (slow path, only
             # for tables with a construct Hyperscan lacks, e.g. lookaround or (?U)).
             chosen = []
-            for pid, expr in patterns:
-                flag = _hs_flags_for(expr, base)
+            for i, (pid, expr, flags) in enumerate(entries):
+                flag = _hs_flags_for(expr, flags)
                 if flag is None:
                     self.rejected.append(pid)
                 else:
-                    chosen.append((pid, expr, flag))
+                    chosen.append((i, expr, flag))
+            rejected = set(self.rejected)
+            # A pattern none of whose expressions compiled goes to re2 whole.
+            chosen = [c for c in chosen if self.owner[c[0]] not in rejected]
             self._compile(chosen)
         self.empty = not chosen
         if chosen:
-            _cache_store(patterns, base, self.db, self.rejected)
+            _cache_store(entries, self.db, self.rejected)
 
     def _compile(self, chosen: list[tuple[int, bytes, int]]) -> None:
         if chosen:
@@ -87,8 +109,12 @@ class _HyperscanPrefilter:
         if self.empty:
             return found
 
-        def on_match(pid: int, _from: int, to: int, _flags: int, _ctx: Any) -> None:
-            found[pid] = to
+        owner = self.owner
+
+        def on_match(hs_id: int, _from: int, to: int, _flags: int, _ctx: Any) -> None:
+            pid = owner[hs_id]
+            if pid not in found or to < found[pid]:  # the earliest of a pattern's literals
+                found[pid] = to
 
         self.db.scan(block, match_event_handler=on_match, scratch=scratch)
         return found
@@ -103,21 +129,21 @@ def _cache_dir() -> Path | None:
     return Path(base) / "devops-agent"
 
 
-def _cache_key(patterns: list[tuple[int, bytes]], base: int) -> str:
-    h = hashlib.sha256(f"{getattr(hyperscan, '__version__', '?')}|{platform.machine()}|{base}".encode())
-    for pid, expr in patterns:
-        h.update(b"%d\0%s\0" % (pid, expr))
+def _cache_key(entries: list[tuple[int, bytes, int]]) -> str:
+    h = hashlib.sha256(f"{getattr(hyperscan, '__version__', '?')}|{platform.machine()}|2".encode())
+    for pid, expr, flags in entries:
+        h.update(b"%d\0%s\0%d\0" % (pid, expr, flags))
     return h.hexdigest()
 
 
-def _cache_load(patterns: list[tuple[int, bytes]], base: int) -> tuple[Any, list[int], bool] | None:
+def _cache_load(entries: list[tuple[int, bytes, int]]) -> tuple[Any, list[int], bool] | None:
     """A serialized database for exactly these patterns (compiling costs ~80 ms per start-up,
     loading ~0.1 ms). Any doubt (unreadable, truncated, digest mismatch) means compile again."""
     root = _cache_dir()
-    if root is None or not patterns:
+    if root is None or not entries:
         return None
     try:
-        raw = (root / f"hs-{_cache_key(patterns, base)}.db").read_bytes()
+        raw = (root / f"hs-{_cache_key(entries)}.db").read_bytes()
         header, _, blob = raw.partition(b"\n")
         meta = json.loads(header)
         if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
@@ -127,7 +153,7 @@ def _cache_load(patterns: list[tuple[int, bytes]], base: int) -> tuple[Any, list
         return None
 
 
-def _cache_store(patterns: list[tuple[int, bytes]], base: int, db: Any, rejected: list[int]) -> None:
+def _cache_store(entries: list[tuple[int, bytes, int]], db: Any, rejected: list[int]) -> None:
     root = _cache_dir()
     if root is None:
         return
@@ -135,7 +161,7 @@ def _cache_store(patterns: list[tuple[int, bytes]], base: int, db: Any, rejected
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         blob = hyperscan.dumpb(db)
         meta = {"sha256": hashlib.sha256(blob).hexdigest(), "rejected": rejected, "empty": False}
-        path = root / f"hs-{_cache_key(patterns, base)}.db"
+        path = root / f"hs-{_cache_key(entries)}.db"
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(json.dumps(meta).encode() + b"\n" + blob)
         os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the new one
