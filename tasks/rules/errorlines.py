@@ -43,12 +43,19 @@ _MEDIUM = _compile(
     r"(?:\bfail(?:ed|ure|ing)?\b|\bcannot\b|\bcan't\b|\bcould not\b|\bcouldn't\b|\bunable to\b"
     r"|\bnot found\b|\bundefined\b|\bdenied\b|\brefused\b|\btimed out\b|\btimeout\b|\bkilled\b"
     r"|\baborted\b|\binvalid\b|\bunexpected\b|\bmissing\b|\bno such\b|\bunresolved\b"
-    r"|\bviolation|\bvulnerabilit|\bexpected\b.*\b(?:got|received|but)\b|\bassert)")
+    r"|\bviolation|\bvulnerabilit|\bexpected\b.*\b(?:got|received|but)\b|\bassert"
+    r"|\bno matching\b|\bdoes(?:n't| not) exist\b|\bnot allowed\b|\bunsupported\b"
+    # linters' and compilers' rule codes: E501, F401, SC2086, DL3008, TS2322, CS0246, C2065
+    r"|\b(?:[A-Z]{1,3}\d{3,4}|[A-Z]{2,}\d{2,4})\b)")
 # Looks like an error, says the opposite, or is boilerplate around the real message.
 _NOISE = _compile(
     r"(?:\b(?:0|no|zero) (?:errors?|failures?|failed|problems?|issues?|vulnerabilities)\b"
     r"|\b(?:errors?|failures?|failed)[=:]\s*0\b|\bwarn(?:ing)?s?\b|\bdeprecat|\bnotice\b"
-    r"|ERROR: Job failed|npm (?:ERR!|error) (?:A complete log|This is probably not a problem"
+    r"|ERROR: Job failed: exit (?:code|status) \d+\s*$"
+    r"|npm (?:ERR!|error) network (?:This is a problem related|In most cases you are behind|If you are behind"
+    r"|'proxy' config|\s*$)"
+    r"|^\s*(?:✓|√|✔|PASS\b|ok\b|PASSED\b)"
+    r"|npm (?:ERR!|error) (?:A complete log|This is probably not a problem"
     r"|Failed at the|Exit status|code ELIFECYCLE|errno \d|spawn|\s*$|Tell the author|You can get"
     r"|Make sure you have)|^\s*at |^\s*File \"|Cleaning up|Uploading artifacts|Saving cache"
     r"|section_(?:start|end)|^\s*[\^~]+\s*$|^\s*[-=*#_]{6,}\s*$|Downloading|Unpacking|Collecting"
@@ -71,7 +78,9 @@ class ScoredLine:
 _GATE = ("err", "fail", "fatal", "panic", "traceback", "exception", "✖", "✗", "❌", "e  ", "can",
          "could", "unable", "not found", "undefined", "denied", "refused", "timed out", "timeout",
          "killed", "abort", "invalid", "unexpected", "missing", "no such", "unresolved",
-         "violation", "vulnerab", "expected", "assert", "segmentation", "core dumped")
+         "violation", "vulnerab", "expected", "assert", "segmentation", "core dumped",
+         "no matching", "exist", "not allowed", "unsupported", "0", "1", "2", "3", "4", "5",
+         "6", "7", "8", "9")
 
 
 def score(text: str) -> int:
