@@ -32,14 +32,11 @@ def _config(rt: Any) -> Any:
 
 
 def _deployer(rt: Any) -> Any:
-    from tasks.chatops.deployer import RecordingDeployer
+    # Always the real one: an environment without a Kubernetes target is refused by it, so no
+    # stand-in ever reports a deploy that did not happen.
+    from tasks.chatops.kube_deployer import KubeDeployer
 
-    config = rt.adapter("config")
-    if config.environments and not rt.settings.dry_run:
-        from tasks.chatops.kube_deployer import KubeDeployer
-
-        return KubeDeployer(rt, config)
-    return RecordingDeployer(rt.redis)
+    return KubeDeployer(rt, rt.adapter("config"))
 
 
 def default_factories() -> dict[str, Callable[[Any], Any]]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasks.settings import ConfigError
 
@@ -62,12 +62,34 @@ class DenyWindow(_Model):
         return v
 
 
+SECURITY_JOBS = ("sast", "secret_detection", "dependency_scanning", "container_scanning")
+SECURITY_STAGES = ("security", "sast", "scan")
+
+
 class EnvAccess(_Model):
+    """Who may deploy to an environment and the checklist a deploy must pass (each a gate)."""
+
     min_access: str = "developer"
+    # All jobs of the pipeline that built the SHA succeeded (allowed-to-fail ones aside).
     require_pipeline_success: bool = False
+    # The SHA's security jobs (by name, or in a security stage) ran and succeeded.
+    require_security_scans: bool = False
+    security_jobs: tuple[str, ...] = SECURITY_JOBS
+    security_stages: tuple[str, ...] = SECURITY_STAGES
+    # On a merge request: it is approved, from this project, for exactly the SHA deployed.
+    # On an issue: this many `approve <env>` notes by others allowed to deploy here.
     require_mr_approval: bool = False
+    approvals: int = Field(1, ge=1, le=10)
     respect_freeze_periods: bool = False
     deny_windows: tuple[DenyWindow, ...] = ()
+    # The SHA was deployed and verified healthy on these environments first.
+    requires: tuple[str, ...] = ()
+    # A previous healthy deploy exists to roll back to.
+    require_rollback_plan: bool = False
+    # The environment has health checks or Prometheus checks configured.
+    require_monitoring: bool = False
+    # At most this many commits since the environment's last deploy (None: no limit).
+    max_commits: int | None = Field(None, ge=1)
 
     @field_validator("min_access")
     @classmethod
@@ -93,12 +115,39 @@ class ChatOps(_Model):
         return v
 
 
+STATUS_LABELS = ("deploying", "deployed", "failed")
+
+
 class Labels(_Model):
+    """Label names. Trigger labels are removed as soon as they are seen; the status labels keep
+    one scope per environment (`env::staging::deployed`: GitLab Premium's scope is everything
+    before the last `::`), so on Premium they replace each other within one environment and
+    never across environments, and on Free devops-agent removes the previous one itself."""
+
     deploy: str = "deploy::{env}"
     rollback: str = "rollback::{env}"
-    deploying: str = "deploying::{env}"
-    deployed: str = "deployed::{env}"
-    failed: str = "deploy-failed::{env}"
+    deploying: str = "env::{env}::deploying"
+    deployed: str = "env::{env}::deployed"
+    failed: str = "env::{env}::deploy-failed"
+
+    @model_validator(mode="after")
+    def _scopes(self) -> "Labels":
+        for which in (*STATUS_LABELS, "deploy", "rollback"):
+            if "{env}" not in getattr(self, which):
+                raise ValueError(f"labels.{which} must contain {{env}}")
+        for which in STATUS_LABELS:
+            template = getattr(self, which)
+            scope = template.rpartition("::")[0]
+            if "::" in template and "{env}" not in scope:
+                # On Premium, `deployed::staging` and `deployed::production` share the scope
+                # `deployed`: deploying production would remove staging's label.
+                raise ValueError(f"labels.{which}: put {{env}} before the last `::` (e.g. "
+                                 f"`env::{{env}}::{which}`), or GitLab Premium's scoped labels "
+                                 "let one environment's status replace another's")
+        return self
+
+    def status_labels(self, env: str) -> list[str]:
+        return [self.name(which, env) for which in STATUS_LABELS]
 
     def pattern(self, which: str) -> re.Pattern[str]:
         template = getattr(self, which)
@@ -109,10 +158,14 @@ class Labels(_Model):
         return getattr(self, which).replace("{env}", env)
 
 
+# No Friday afternoons: production's default deny window, changeable in `access.production`.
+FRIDAY_AFTERNOON = DenyWindow(start="fri 15:00", end="mon 08:00", timezone="UTC")
 DEFAULT_ACCESS = {
     "staging": EnvAccess(min_access="developer"),
     "production": EnvAccess(min_access="maintainer", require_pipeline_success=True,
-                            respect_freeze_periods=True),
+                            require_security_scans=True, respect_freeze_periods=True,
+                            deny_windows=(FRIDAY_AFTERNOON,), requires=("staging",),
+                            require_rollback_plan=True, require_monitoring=True),
 }
 
 

@@ -37,6 +37,10 @@ class HandlerContext:
     rules: Any = None
     config: Any = None
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    # What the receiver recorded with the delivery (e.g. which secret binding accepted it).
+    meta: dict[str, Any] = field(default_factory=dict)
+    # The delivery's project as GitLab's API describes it, once read (tasks/facts.py).
+    project: Any = None
     # Tests collect follow-on tasks here instead of sending them to the broker.
     enqueued: list[tuple[str, dict[str, Any], str | None]] | None = None
 

@@ -103,11 +103,15 @@ def _run(rt: Runtime, delivery_id: str, kind: str, record: dict[str, Any]) -> st
         rt.metrics_event(kind, "invalid")
         return "invalid"
     rt.redis.hset(record_key(delivery_id), "status", "running")
+    try:
+        meta = orjson.loads(record.get("meta") or b"{}")
+    except orjson.JSONDecodeError:
+        meta = {}
     for h in rt.registry.for_kind(kind, rt.settings.handlers):
         done_field = "handled:" + h.name
         if rt.redis.hexists(record_key(delivery_id), done_field):
             continue  # finished on an earlier attempt
-        ctx = rt.context(delivery_id, h.name)
+        ctx = rt.context(delivery_id, h.name, meta if isinstance(meta, dict) else {})
         try:
             with log_context(handler=h.name):
                 h.fn(event, ctx)

@@ -13,12 +13,19 @@ MENTION = re.compile(
     r"\b(?:clos(?:e|es|ed|ing)|fix(?:|es|ed|ing)|resolv(?:e|es|ed|ing)|implement(?:|s|ed|ing)"
     r"|related(?:\s+to)?|refs?)\b:?\s+((?:#\d+(?:\s*,\s*|\s+and\s+|\s+)?)+)", re.IGNORECASE)
 MR_REF = re.compile(r"^refs/merge-requests/(\d+)/(?:head|merge|train)$")
+# Issues commented on per pipeline: a description or commit message naming thousands of
+# issues must not become thousands of API calls and comments.
+MAX_LINKED_ISSUES = 10
+# Mentions read from one text at all (the rest is not even parsed).
+MAX_MENTIONS = 100
 
 
 def mentioned_issues(text: str | None) -> list[int]:
     out: list[int] = []
-    for match in MENTION.finditer(text or ""):
-        out.extend(int(n) for n in re.findall(r"#(\d+)", match.group(1)))
+    for match in MENTION.finditer((text or "")[:20_000]):
+        out.extend(int(n) for n in re.findall(r"#(\d{1,9})\b", match.group(1)))
+        if len(out) >= MAX_MENTIONS:
+            return out[:MAX_MENTIONS]
     return out
 
 
@@ -29,7 +36,14 @@ def mr_iid_from_ref(ref: str | None) -> int | None:
 
 def linked_targets(gitlab: Any, project: int, *, ref: str | None, mr_iid: int | None,
                    commit_message: str | None = None) -> list[tuple[str, int]]:
-    """[("issue", iid), ...] or [("mr", iid)] when nothing is linked; [] when neither exists."""
+    """[("issue", iid), ...] or [("mr", iid)] when nothing is linked; [] when neither exists.
+    At most MAX_LINKED_ISSUES issues; `linked_overflow()` counts the ones left out."""
+    return linked(gitlab, project, ref=ref, mr_iid=mr_iid, commit_message=commit_message)[0]
+
+
+def linked(gitlab: Any, project: int, *, ref: str | None, mr_iid: int | None,
+           commit_message: str | None = None) -> tuple[list[tuple[str, int]], int]:
+    """(targets, how many more linked issues were left out by MAX_LINKED_ISSUES)."""
     from tasks.adapters.gitlab import NotFound
 
     mr_iid = mr_iid or mr_iid_from_ref(ref)
@@ -47,8 +61,10 @@ def linked_targets(gitlab: Any, project: int, *, ref: str | None, mr_iid: int | 
     if m:
         candidates.append(int(m.group(1)))
     candidates += mentioned_issues(commit_message)
+    unique = list(dict.fromkeys(candidates))
+    overflow = max(0, len(unique) - MAX_LINKED_ISSUES)
     issues: list[tuple[str, int]] = []
-    for iid in dict.fromkeys(candidates):
+    for iid in unique[:MAX_LINKED_ISSUES]:
         try:
             issue = gitlab.get_issue(project, iid)
         except NotFound:
@@ -56,5 +72,5 @@ def linked_targets(gitlab: Any, project: int, *, ref: str | None, mr_iid: int | 
         if issue.get("state", "opened") == "opened":
             issues.append(("issue", iid))
     if issues:
-        return issues
-    return [("mr", mr_iid)] if mr_iid is not None else []
+        return issues, overflow
+    return ([("mr", mr_iid)] if mr_iid is not None else []), overflow

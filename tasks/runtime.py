@@ -41,9 +41,10 @@ class Runtime:
                 self._built[name] = factory(self) if factory else None
             return self._built[name]
 
-    def context(self, delivery_id: str, handler: str) -> HandlerContext:
+    def context(self, delivery_id: str, handler: str,
+                meta: dict[str, Any] | None = None) -> HandlerContext:
         return LazyContext(settings=self.settings, redis=self.redis, delivery_id=delivery_id,
-                           handler=handler, runtime=self)
+                           handler=handler, runtime=self, meta=dict(meta or {}))
 
     def metrics_event(self, kind: str, outcome: str) -> None:
         from tasks import metrics

@@ -167,6 +167,13 @@ class Store:
     def forget(self, key: str) -> None:
         self.r.delete(f"da:once:{key}")
 
+    def seen(self, key: str) -> bool:
+        """Whether `mark(key)` was called (and has not expired)."""
+        return bool(self.r.exists(f"da:once:{key}"))
+
+    def mark(self, key: str, ttl: int = STATE_TTL) -> None:
+        self.r.set(f"da:once:{key}", 1, ex=ttl)
+
     @contextlib.contextmanager
     def lock(self, name: str, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
         """A short mutual-exclusion lock (sticky comment creation, issue creation)."""

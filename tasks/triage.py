@@ -18,8 +18,9 @@ import orjson
 from tasks import metrics
 from tasks.comments import marker, upsert_comment
 from tasks.corrections import Corrections
+from tasks.facts import check_project, project_allowed
 from tasks.failure_history import FailureHistory
-from tasks.linking import linked_targets
+from tasks.linking import MAX_LINKED_ISSUES, linked, mr_iid_from_ref
 from tasks.rules.classifier import Classifier
 from tasks.store import Store
 
@@ -29,6 +30,9 @@ log = logging.getLogger("devops_agent.triage")
 # build, test or lint steps. A rule may ask for a retry; these categories never get one.
 NEVER_RETRY = {"compile_error", "test_failure", "lint_failure", "security_scan_failure"}
 CODE_FAILURES = NEVER_RETRY | {"dependency_resolution"}
+# A pipeline's failed jobs read per event: each costs a log read; a pipeline with more failed
+# jobs than this is an outage (OUTAGE_JOB_THRESHOLD is far lower) and is reported, not read.
+MAX_FAILED_JOBS = 50
 
 
 @dataclass(frozen=True)
@@ -51,27 +55,18 @@ class PipelineRef:
     default_branch: str | None = None
 
 
-def project_allowed(settings: Any, project_id: int, path: str | None) -> bool:
-    """GITLAB_PROJECTS: ids, full paths, or `group/*`; an empty list allows none."""
-    for entry in settings.gitlab_projects:
-        if entry == str(project_id) or (path and entry == path):
-            return True
-        if path and entry.endswith("/*") and path.startswith(entry[:-1]):
-            return True
-    return False
-
-
-def not_actionable(ctx: Any, project_id: int, path: str | None) -> str | None:
-    """Why a handler must leave this project alone, or None: the allow-list, then GitLab access."""
-    if not project_allowed(ctx.settings, project_id, path):
+def not_actionable(ctx: Any, project_id: int, path: str | None = None) -> str | None:
+    """Why a handler must leave this project alone, or None. The body's path is only a cheap
+    first filter; the allow-list and the secret's binding are checked against the project as
+    GitLab's API describes it (tasks/facts.py)."""
+    if path and not project_allowed(ctx.settings, project_id, path) \
+            and not any(e == str(project_id) for e in ctx.settings.gitlab_projects):
         return "project is not in GITLAB_PROJECTS"
-    if ctx.gitlab is None:
-        return "GITLAB_URL/GITLAB_TOKEN not configured"
-    return None
+    return check_project(ctx, project_id)
 
 
 def pipeline_ref(event: Any) -> PipelineRef:
-    """The PipelineRef of a Pipeline Hook."""
+    """The PipelineRef a Pipeline Hook claims (tests; the handlers use verified_pipeline)."""
     attrs = event.object_attributes
     return PipelineRef(project=event.project.id, pipeline=attrs.id, ref=attrs.ref or "",
                        sha=attrs.sha or "",
@@ -79,6 +74,34 @@ def pipeline_ref(event: Any) -> PipelineRef:
                        commit_message=event.commit.message if event.commit else None,
                        project_path=event.project.path_with_namespace,
                        default_branch=event.project.default_branch)
+
+
+def verified_pipeline(ctx: Any, project: int, pipeline: int,
+                      mr_hint: int | None = None) -> tuple[PipelineRef, dict[str, Any]]:
+    """The pipeline as GitLab's API has it: (PipelineRef, the API's pipeline). Ref, SHA and status come
+    from the pipeline, the commit message from the commit, the default branch from the
+    project; the body's merge request is kept only when GitLab confirms it is this ref's."""
+    from tasks.adapters.gitlab import NotFound
+
+    raw = ctx.gitlab.get_pipeline(project, pipeline)
+    ref, sha = str(raw.get("ref") or ""), str(raw.get("sha") or "")
+    mr_iid = mr_iid_from_ref(ref)
+    if mr_iid is None and mr_hint is not None:
+        try:
+            if ctx.gitlab.get_mr(project, mr_hint).get("source_branch") == ref:
+                mr_iid = mr_hint
+        except NotFound:
+            pass
+    message = None
+    if sha:
+        try:
+            message = ctx.gitlab.get_commit(project, sha).get("message")
+        except NotFound:
+            pass
+    facts = ctx.project
+    return PipelineRef(project=project, pipeline=pipeline, ref=ref, sha=sha, mr_iid=mr_iid,
+                       commit_message=message, project_path=facts.path if facts else None,
+                       default_branch=facts.default_branch if facts else None), raw
 
 
 def triage(ctx: Any, pipe: PipelineRef, failed: list[FailedJob]) -> list[dict[str, Any]]:
@@ -242,7 +265,7 @@ def open_incident(ctx: Any, store: Store, rule: str, category: str, projects: in
             ctx.gitlab.update_issue(target, int(iid), description=body)
             return f"#{iid}"
         issue = ctx.gitlab.create_issue(target, f"devops-agent: {rule} is failing in many "
-                                                f"projects", body, ["devops-agent::incident"])
+                                                f"projects", body, ["devops-agent:incident"])
         store.set_map(key, str(issue["iid"]), ttl=ctx.settings.breaker_window_seconds * 6)
         return f"#{issue['iid']}"
 
@@ -289,8 +312,8 @@ def explain(ctx: Any, store: Store, pipe: PipelineRef, *, passed: bool,
             failed_pipeline: int | None = None) -> None:
     """Refresh the one comment per linked issue (or the MR) and the CI labels."""
     settings, gitlab = ctx.settings, ctx.gitlab
-    targets = linked_targets(gitlab, pipe.project, ref=pipe.ref, mr_iid=pipe.mr_iid,
-                             commit_message=pipe.commit_message)
+    targets, overflow = linked(gitlab, pipe.project, ref=pipe.ref, mr_iid=pipe.mr_iid,
+                               commit_message=pipe.commit_message)
     if not targets:
         ctx.decide("no-comment", reason="no linked issue or merge request", ref=pipe.ref)
         return
@@ -303,6 +326,9 @@ def explain(ctx: Any, store: Store, pipe: PipelineRef, *, passed: bool,
     body = render(pipe, rows, passed=passed, failed_pipeline=failed_pipeline,
                   flaky_jobs=store.flaky(pipe.project, "jobs"),
                   flaky_tests=store.flaky(pipe.project, "tests"), similar=similar)
+    if overflow:
+        body += (f"\n\n<sub>{overflow} more linked issue(s) were not commented on: at most "
+                 f"{MAX_LINKED_ISSUES} per pipeline.</sub>")
     categories = {r["category"] for r in rows if r.get("status") == "failed"}
     category_labels = [settings.label_category_prefix + c for c in sorted(categories)]
     rule_labels = sorted({l for r in rows for l in r.get("rule_labels", [])})

@@ -128,7 +128,7 @@ def test_breaker_opens_after_many_projects_and_files_one_incident(redis_client, 
     [row] = triage(ctx, pipe, [job])
     assert "failing in 3 projects" in row["action"] and "incident #" in row["action"]
     assert not any("job_retried" in e for e in gl.effects)
-    incidents = [i for i in gl.issues.values() if "devops-agent::incident" in i["labels"]]
+    incidents = [i for i in gl.issues.values() if "devops-agent:incident" in i["labels"]]
     assert len(incidents) == 1
 
 
@@ -168,3 +168,23 @@ def test_cause_labels_follow_the_latest_failure_without_reading_the_issue(redis_
     passed(ctx, PipelineRef(15, 601, "42-fix", "b" * 40, mr_iid=7))
     labels = gl.issues[("acme/shop", 42)]["labels"]
     assert "ci::passed" in labels and not [l for l in labels if l.startswith("ci-failure:")]
+
+
+def test_a_commit_naming_thousands_of_issues_is_capped(redis_client):
+    from tasks.linking import MAX_LINKED_ISSUES
+
+    gl = RecordingGitLab()
+    gl.add_project("acme/shop", id=15)
+    for iid in range(1000, 1020):
+        gl.add_issue(15, iid, f"issue {iid}")
+    message = "Closes " + ", ".join(f"#{i}" for i in range(1000, 4000))
+    ctx = context(redis_client, gl)
+    pipe, job = seed_failure(gl)
+    pipe = PipelineRef(15, pipe.pipeline, "feature", "a" * 40, commit_message=message)
+    triage(ctx, pipe, [job])
+    reads = [c for c in gl.calls if c[0] == "get_issue"]
+    assert len(reads) <= MAX_LINKED_ISSUES
+    commented = [k for k, notes in gl.notes.items() if k[0] == "acme/shop" and notes]
+    assert len(commented) == MAX_LINKED_ISSUES
+    body = gl.notes[commented[0]][-1]["body"]
+    assert f"more linked issue(s) were not commented on: at most {MAX_LINKED_ISSUES}" in body

@@ -423,6 +423,11 @@ class GitLabAdapter:
         obj = self._noteable(project, kind, iid)
         return self._list("list_notes", obj.notes.list, sort="asc", order_by="created_at")
 
+    def get_note(self, project: ProjectRef, kind: str, iid: int, note_id: int) -> dict:
+        """One note as GitLab has it now (author, body, system, created_at, updated_at)."""
+        notes = self._noteable(project, kind, iid).notes
+        return self._call("get_note", lambda: self._plain(notes.get(note_id)))
+
     def create_note(self, project: ProjectRef, kind: str, iid: int, body: str) -> dict:
         notes = self._noteable(project, kind, iid).notes
         return self._write("create_note", project, {"kind": kind, "iid": iid, "body": body},
@@ -444,6 +449,14 @@ class GitLabAdapter:
                            lambda: self._plain(note.awardemojis.create({"name": name})))
 
     # -- repository ------------------------------------------------------------------------------
+    def commits_between(self, project: ProjectRef, base: str, head: str) -> int:
+        """How many commits `head` has that `base` has not (GitLab's compare)."""
+        return self._call("commits_between", lambda: len(self._project(project).repository_compare(
+            base, head).get("commits") or []))
+
+    def get_commit(self, project: ProjectRef, sha: str) -> dict:
+        return self._call("get_commit", lambda: self._plain(self._project(project).commits.get(sha)))
+
     def create_branch(self, project: ProjectRef, branch: str, ref: str) -> dict:
         branches = self._project(project).branches
         fields = {"branch": branch, "ref": ref}

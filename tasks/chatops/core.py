@@ -21,7 +21,8 @@ from tasks.store import Store
 
 log = logging.getLogger("devops_agent.chatops")
 
-COMMAND_MODULES = ("deploy", "rollback", "promote", "retry", "classify", "status", "lock", "help")
+COMMAND_MODULES = ("deploy", "checklist", "approve", "rollback", "promote", "retry", "classify",
+                   "status", "lock", "help")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Invocation:
     subject: str  # the reply comment's subject
     mr_source_branch: str | None = None
     trigger_label: str | None = None
+    # The issue or MR as GitLab has it (tasks/facts.NoteableFacts), when read.
+    noteable: Any = None
     audit_extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -105,42 +108,63 @@ def split_force(args: tuple[str, ...]) -> tuple[tuple[str, ...], str | None, str
 
 
 def request_action(inv: Invocation, action: str, env: str, *, ref: str | None = None,
-                   revision: str | None = None, force_reason: str | None = None) -> str:
-    """Gate, audit and submit a deploy, rollback or promote; reply and flip labels."""
+                   revision: str | None = None, force_reason: str | None = None,
+                   dry_run: bool = False) -> str:
+    """Gate, audit and submit a deploy, rollback or promote; reply and flip labels. With
+    `dry_run`, answer with the whole checklist and change nothing."""
     access = inv.config.env_access(env)
     if access is None:
         known = ", ".join(sorted(inv.config.access)) or "none"
         inv.audit("refused", env=env, reason="unknown environment")
         inv.reply(f"❌ unknown environment `{env}`. Known: {known}.")
         return "refused: unknown environment"
+    target = inv.config.environments.get(env)
+    if target is None and not dry_run:
+        # No test double stands in for a cluster: nothing can be deployed, so nothing is claimed.
+        inv.audit("refused", env=env, reason="no target configured")
+        inv.reply(f"❌ no target configured for `{env}`: nothing was deployed. Add "
+                  f"`environments.{env}` (the Kubernetes Deployment to update) to "
+                  "DEVOPS_AGENT_CONFIG.")
+        if inv.trigger_label:
+            inv.ctx.gitlab.remove_labels(inv.project, inv.kind, inv.iid, [inv.trigger_label])
+        inv.ctx.decide("refused", env=env, gate="target")
+        return "refused: no target"
     ref = ref or inv.default_ref()
-    allowed, gates = evaluate(inv.ctx.gitlab, inv.ctx.redis, access, project=inv.project,
-                              env=env, ref=ref or "", user_id=inv.user_id, username=inv.username,
-                              mr_iid=inv.iid if inv.kind == "mr" else None,
-                              force_reason=force_reason)
-    gate_log = [g.as_dict() for g in gates]
-    if not allowed:
-        refusing = next(g for g in gates if not g.passed)
+    decision = evaluate(inv.ctx.gitlab, inv.ctx.redis, access, project=inv.project, env=env,
+                        ref=ref, user_id=inv.user_id, username=inv.username,
+                        force_reason=force_reason, action=action, noteable=inv.noteable,
+                        history=inv.ctx.deployer, env_config=target,
+                        prefix=inv.config.chatops.prefix, checklist=dry_run)
+    gate_log = [g.as_dict() for g in decision.gates]
+    checked = decision.checked
+    if dry_run:
+        what = f" `{checked.ref}` at {checked.sha[:8]} (pipeline #{checked.pipeline})" if checked else ""
+        verdict = "would be allowed" if decision.allowed else "would be refused"
+        inv.audit("dry-run", env=env, ref=ref, gates=gate_log, allowed=decision.allowed)
+        inv.reply(f"📋 checklist for `{action} {env}`{what}: {verdict}; nothing was deployed."
+                  + ("" if target is not None else f" (`{env}` has no target configured, so a "
+                     "real deploy would be refused.)") + "\n\n" + decision.checklist())
+        return "dry-run"
+    if not decision.allowed:
+        refusing = decision.refusing()
+        assert refusing is not None
         inv.audit("refused", env=env, ref=ref, gates=gate_log, forced=force_reason is not None)
         inv.reply(f"❌ `{action} {env}` refused by the **{refusing.name}** gate: {refusing.detail}")
         if inv.trigger_label:
             inv.ctx.gitlab.remove_labels(inv.project, inv.kind, inv.iid, [inv.trigger_label])
         inv.ctx.decide("refused", env=env, gate=refusing.name)
         return f"refused: {refusing.name}"
-    sha = None
-    if action == "deploy":
-        latest = inv.ctx.gitlab.latest_pipeline(inv.project, ref) if ref else None
-        sha = latest.get("sha") if latest else None
-        if sha is None:
-            inv.audit("refused", env=env, ref=ref, gates=gate_log, reason="no pipeline for ref")
-            inv.reply(f"❌ `{ref}` has no pipeline, so there is no image to deploy. Push or run "
-                      "a pipeline first.")
-            return "refused: no pipeline"
+    # Exactly what the gates checked ships: never a second read of the ref.
+    sha = checked.sha if action == "deploy" and checked else None
     labels = inv.config.labels
     if inv.trigger_label or action == "deploy":
-        inv.ctx.gitlab.relabel(inv.project, inv.kind, inv.iid, add=[labels.name("deploying", env)],
-                               remove=[inv.trigger_label] if inv.trigger_label else [])
-    inv.reply(f"⏳ {action} of `{env}`{f' at `{ref}`' if ref else ''} queued.")
+        deploying = labels.name("deploying", env)
+        # One status per environment: the previous outcome goes when a new deploy starts.
+        stale = [x for x in labels.status_labels(env) if x != deploying]
+        inv.ctx.gitlab.relabel(inv.project, inv.kind, inv.iid, add=[deploying],
+                               remove=stale + ([inv.trigger_label] if inv.trigger_label else []))
+    at = f" `{ref}` at {sha[:8]}" if sha and ref else ""
+    inv.reply(f"⏳ {action} of `{env}`{at} queued.")
     request = DeployRequest(project=inv.project, env=env, action=action, ref=ref, sha=sha,
                             revision=revision, requested_by=inv.username, reason=force_reason,
                             reply_to=(inv.kind, inv.iid, inv.subject),
@@ -148,10 +172,12 @@ def request_action(inv: Invocation, action: str, env: str, *, ref: str | None = 
                             request_id=f"{inv.project}:{inv.kind}:{inv.iid}:{inv.subject}")
     ticket: Ticket = inv.ctx.deployer.submit(request)
     inv.audit(ticket.status, env=env, ref=ref, sha=sha, gates=gate_log, revision=revision,
-              forced=force_reason is not None, deploy_id=ticket.deploy_id, detail=ticket.detail)
+              pipeline=checked.pipeline if checked else None, forced=force_reason is not None,
+              deploy_id=ticket.deploy_id, detail=ticket.detail)
     finish(inv.ctx.gitlab, inv.config, inv.project, inv.kind, inv.iid, env, action, ticket,
            reply=inv.reply)
-    inv.ctx.decide(action, env=env, ref=ref, status=ticket.status, deploy_id=ticket.deploy_id)
+    inv.ctx.decide(action, env=env, ref=ref, sha=sha, status=ticket.status,
+                   deploy_id=ticket.deploy_id)
     return ticket.status
 
 
@@ -164,8 +190,9 @@ def finish(gitlab: Any, config: AgentConfig, project: int, kind: str, iid: int, 
         return
     # Labels first, the reply last: whoever waits for the verdict in the thread sees final labels.
     succeeded = ticket.status == "succeeded"
-    gitlab.relabel(project, kind, iid, add=[labels.name("deployed" if succeeded else "failed", env)],
-                   remove=[labels.name("deploying", env)])
+    outcome = labels.name("deployed" if succeeded else "failed", env)
+    gitlab.relabel(project, kind, iid, add=[outcome],
+                   remove=[x for x in labels.status_labels(env) if x != outcome])
     if succeeded:
         reply(f"✅ {action} of `{env}` done: {ticket.detail}")
     else:

@@ -24,6 +24,8 @@ from tasks.store import Store
 log = logging.getLogger("devops_agent.deploy")
 
 DUE = "da:deploys:due"
+_DELETE_IF_STARTING = ("if redis.call('GET', KEYS[1]) == 'starting' then "
+                       "return redis.call('DEL', KEYS[1]) end return 0")
 STEP_LEASE_SECONDS = 90  # a claimed step that did not report back is re-sent after this
 CONTEXT_TTL = 30 * 86400
 
@@ -87,7 +89,7 @@ class GitLabReporter:
         if not store.once(f"postmortem:{deploy.id}"):
             return
         try:
-            issue = self.gitlab.create_issue(project, title, body, ["devops-agent::postmortem"])
+            issue = self.gitlab.create_issue(project, title, body, ["devops-agent:postmortem"])
         except Exception:
             store.forget(f"postmortem:{deploy.id}")
             raise
@@ -108,15 +110,54 @@ class KubeDeployer:
         reporter = GitLabReporter(self.rt.adapter("gitlab"), self.redis, self.config)
         return DeployService(self.redis, self.config.environments, reporter)
 
+    # -- what the gates ask: which SHAs this environment ran and verified -----------------------
+    def _history(self, project: int, env: str, limit: int = 50) -> list[Any]:
+        from tasks.deploy.store import DeployStore
+
+        store = DeployStore(self.redis)
+        ids = [i.decode() for i in self.redis.lrange(f"deploy-history:{project}:{env}", 0, limit - 1)]
+        out = []
+        for deploy_id in ids:
+            if store.exists(deploy_id):
+                out.append(store.load(deploy_id))
+        return out
+
+    def succeeded_shas(self, project: int, env: str, limit: int = 50) -> list[str]:
+        """SHAs deployed to `env` whose deploy passed its checks, newest first."""
+        return [r.sha for r in self._history(project, env, limit)
+                if r.kind == "deploy" and r.status == "succeeded" and r.sha]
+
+    def last_succeeded(self, project: int, env: str) -> dict[str, Any] | None:
+        for r in self._history(project, env):
+            if r.kind == "deploy" and r.status == "succeeded":
+                return {"sha": r.sha, "image": r.image, "id": r.id}
+        return None
+
     def submit(self, request: DeployRequest) -> Ticket:
         from tasks.deploy.model import DeployError, DeployRequest as KubeDeploy, RollbackRequest
 
         if request.env not in self.config.environments:
-            return Ticket("failed", f"`{request.env}` has no Kubernetes target in the configuration")
+            return Ticket("refused", f"no target configured for `{request.env}`: nothing was deployed")
+        if self.rt.settings.dry_run:
+            return Ticket("refused", f"DRY_RUN is set: the {request.action} of `{request.env}` "
+                                     f"({(request.sha or '')[:8] or 'no SHA'}) was not sent to the cluster")
         seen_key = f"da:deploy-by-request:{request.request_id}"
-        seen = self.redis.get(seen_key)
-        if seen is not None:
+        # Claim the request before starting it: two workers with the same command both read
+        # "not seen" otherwise, and the second would start (or be refused) a second deploy.
+        if not self.redis.set(seen_key, "starting", nx=True, ex=CONTEXT_TTL):
+            seen = self.redis.get(seen_key) or b"starting"
             return Ticket("queued", "already submitted", seen.decode())
+        try:
+            return self._start(request, seen_key)
+        except BaseException:
+            # Not started (the claim still says so): a retry may try again. Once started, the
+            # claim names the deploy, and a retry reports that one instead of starting another.
+            self.redis.eval(_DELETE_IF_STARTING, 1, seen_key)
+            raise
+
+    def _start(self, request: DeployRequest, seen_key: str) -> Ticket:
+        from tasks.deploy.model import DeployError, DeployRequest as KubeDeploy, RollbackRequest
+
         svc = self.service()
         try:
             if request.action == "deploy":
@@ -132,6 +173,7 @@ class KubeDeployer:
             else:
                 deploy_id = svc.promote(request.env, project=str(request.project))
         except (DeployError, ValueError) as exc:
+            self.redis.delete(seen_key)
             return Ticket("refused", str(exc))
         self.redis.set(seen_key, deploy_id, ex=CONTEXT_TTL)
         gitlab_deployment = None
@@ -171,7 +213,15 @@ def send_due(redis: Any, now: float | None = None, limit: int = 50) -> list[str]
 
 def advance_once(deployer: KubeDeployer, deploy_id: str) -> str:
     """One short step of a deploy; re-schedules it (or not) from what the step says."""
-    step = deployer.service().advance(deploy_id)
+    from tasks.deploy.model import DeployNotFound
+
+    try:
+        step = deployer.service().advance(deploy_id)
+    except DeployNotFound:
+        # The record expired or was removed: nothing is left to step, so stop scheduling it.
+        log.warning("deploy %s has no record any more; dropping its schedule", deploy_id)
+        deployer.redis.zrem(DUE, deploy_id)
+        return "missing"
     if step.kind == "wait":
         schedule(deployer.redis, deploy_id, time.time() + max(0.05, step.seconds))
     else:

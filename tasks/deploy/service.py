@@ -14,11 +14,12 @@ to re-run (see strategies.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
 import redis as redis_lib
 
@@ -95,14 +96,19 @@ class DeployService:
                               "a named revision is not supported there")
         holder = self.store.holder(str(request.project), request.env)
         if holder and self.store.exists(holder):
-            active = self.store.load(holder)
-            if active.kind == "deploy" and not active.terminal:
-                active.abort_requested = f"rollback requested by {request.requested_by}" + (
-                    f": {request.reason}" if request.reason else "")
-                active.log(active.abort_requested, self.clock())
-                self.store.save(active)
-                self._report("progress", active, active.abort_requested)
-                return active.id
+            with self._holding(holder):  # an `advance` saving meanwhile would drop the abort
+                active = self.store.load(holder)
+                if active.kind == "deploy" and not active.terminal:
+                    active.abort_requested = f"rollback requested by {request.requested_by}" + (
+                        f": {request.reason}" if request.reason else "")
+                    active.log(active.abort_requested, self.clock())
+                    self.store.save(active)
+                    aborted = active
+                else:
+                    aborted = None
+            if aborted is not None:
+                self._report("progress", aborted, aborted.abort_requested)
+                return aborted.id
         what = f"revision {request.revision}" if request.revision is not None else "the previous revision"
         rec = DeployRecord(id=self._new_id(request.env), kind="rollback", project=str(request.project),
                            env=request.env, strategy=cfg.strategy.type, requested_by=request.requested_by,
@@ -117,15 +123,32 @@ class DeployService:
     def promote(self, target: str, *, project: str | None = None) -> str:
         """Let a paused deploy go on (manual traffic switch, inconclusive checks) or, for a
         canary, skip the remaining steps. `target` is a deploy id or an environment name."""
-        rec = self._resolve(target, project)
-        if rec.terminal:
-            raise DeployError(f"{rec.id} already finished ({rec.status})")
-        rec.promote_requested = True
-        if rec.strategy == "canary" and rec.phase in ("canary_scale", "canary_wait", "canary_analyze"):
-            rec.phase = "canary_promote"  # promote now: skip the remaining weights
-        rec.log(f"promote requested (phase {rec.phase})", self.clock())
-        self.store.save(rec)
+        found = self._resolve(target, project)
+        with self._holding(found.id):  # never interleaved with an `advance` of the same deploy
+            rec = self.store.load(found.id)
+            if rec.terminal:
+                raise DeployError(f"{rec.id} already finished ({rec.status})")
+            rec.promote_requested = True
+            if rec.strategy == "canary" and rec.phase in ("canary_scale", "canary_wait",
+                                                          "canary_analyze"):
+                rec.phase = "canary_promote"  # promote now: skip the remaining weights
+            rec.log(f"promote requested (phase {rec.phase})", self.clock())
+            self.store.save(rec)
         return rec.id
+
+    @contextlib.contextmanager
+    def _holding(self, deploy_id: str, wait: float = 30.0) -> Iterator[None]:
+        """The deploy's step mutex, waited for: a step is a few API calls, so a request to
+        abort or promote queues behind it instead of racing its save."""
+        deadline = time.monotonic() + wait
+        while (token := self.store.step_mutex(deploy_id, self.step_mutex_ttl)) is None:
+            if time.monotonic() > deadline:
+                raise DeployError(f"{deploy_id} is busy with a step; try again in a minute")
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            self.store.step_done(deploy_id, token)
 
     def status(self, env: str, *, project: str | None = None) -> EnvStatus:
         """Lock holder, active and last deploy, and what runs now (one or two API reads)."""

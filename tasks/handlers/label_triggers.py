@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from tasks.adapters.gitlab import NotFound
 from tasks.chatops.core import Invocation, request_action
+from tasks.facts import label_added_by, noteable_facts
 from tasks.handlers import HelpRecord, handler
 from tasks.store import Store
 from tasks.triage import not_actionable
@@ -11,9 +13,13 @@ HELP = HelpRecord(
     description="Adding the label deploy::<env> or rollback::<env> to an issue or merge request "
                 "deploys or rolls back that environment, after the same gates as the commands, "
                 "checked for the person who added the label; the label then moves to "
-                "deploying::<env> and on to deployed::<env> or deploy-failed::<env>.",
+                "env::<env>::deploying and on to env::<env>::deployed or env::<env>::deploy-failed.",
     config="DEVOPS_AGENT_CONFIG: labels.*, access.<env>",
 )
+
+
+# A person adds a label or two; a body naming dozens is not a person, and each costs API calls.
+MAX_TRIGGERS_PER_EVENT = 3
 
 
 @handler("label_triggers", kinds=("issue", "merge_request"), help=HELP)
@@ -29,23 +35,44 @@ def handle(event, ctx):
             if m:
                 triggers.append((action, m.group(1), label))
     if not triggers:
-        return ctx.decide("skip", reason="no trigger label added", labels=added)
-    reason = not_actionable(ctx, event.project.id, event.project.path_with_namespace)
-    if reason or event.user is None:
-        return ctx.decide("ignored", reason=reason or "no user in the hook")
+        return ctx.decide("skip", reason="no trigger label added", labels=added[:20])
+    project = event.project.id
+    reason = not_actionable(ctx, project, event.project.path_with_namespace)
+    if reason:
+        return ctx.decide("ignored", reason=reason)
     kind = "issue" if event.kind == "issue" else "mr"
-    attrs = event.object_attributes
+    iid = event.object_attributes.iid
+    try:
+        noteable = noteable_facts(ctx.gitlab, project, kind, iid)
+    except NotFound:
+        return ctx.decide("skip", reason=f"GitLab has no {kind} {iid} in this project")
     store = Store(ctx.redis)
-    for action, env, label in triggers:
-        stamp = attrs.updated_at or ""
-        if not store.once(f"label:{event.project.id}:{kind}:{attrs.iid}:{label}:{stamp}"):
+    facts = ctx.project
+    for action, env, label in triggers[:MAX_TRIGGERS_PER_EVENT]:
+        # Who added it, and whether it is still there, from GitLab's own records: the hook's
+        # `user` and `changes` can be forged or stale.
+        found = label_added_by(ctx.gitlab, project, kind, iid, label)
+        if found is None or label not in noteable.labels:
+            ctx.decide("skip", reason=f"GitLab has no current addition of {label}")
             continue
+        actor, event_id = found
+        if not store.once(f"label:{project}:{kind}:{iid}:{label}:{event_id}"):
+            continue  # this very addition was handled before
         inv = Invocation(
-            ctx=ctx, config=ctx.config, project=event.project.id,
-            project_path=event.project.path_with_namespace,
-            default_branch=event.project.default_branch, kind=kind, iid=attrs.iid,
-            user_id=event.user.id or 0, username=event.user.username, name=action,
-            args=(env,), line=f'label ~"{label}" added', subject=f"label:{label}:{stamp}",
-            mr_source_branch=getattr(attrs, "source_branch", None), trigger_label=label)
+            ctx=ctx, config=ctx.config, project=project, project_path=facts.path,
+            default_branch=facts.default_branch, kind=kind, iid=iid,
+            user_id=int(actor.get("id") or 0), username=actor.get("username"), name=action,
+            args=(env,), line=f'label ~"{label}" added', subject=f"label:{label}:{event_id}",
+            mr_source_branch=noteable.source_branch if kind == "mr" else None,
+            trigger_label=label, noteable=noteable)
+        if not noteable.open:
+            inv.reply(f"❌ this {'issue' if kind == 'issue' else 'merge request'} is "
+                      f"{noteable.state}: labels trigger nothing on closed ones.")
+            inv.audit("refused", reason=f"noteable {noteable.state}")
+            ctx.decide("label-trigger", label=label, outcome="refused: closed")
+            continue
         outcome = request_action(inv, action, env)
         ctx.decide("label-trigger", label=label, outcome=outcome)
+    if len(triggers) > MAX_TRIGGERS_PER_EVENT:
+        ctx.decide("capped", reason=f"{len(triggers)} trigger labels in one event; "
+                                    f"at most {MAX_TRIGGERS_PER_EVENT} are acted on")

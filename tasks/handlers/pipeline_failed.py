@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from tasks.adapters.gitlab import NotFound
 from tasks.handlers import HelpRecord, handler
-from tasks.triage import FailedJob, not_actionable, pipeline_ref, triage
+from tasks.triage import MAX_FAILED_JOBS, FailedJob, not_actionable, triage, verified_pipeline
 
 HELP = HelpRecord(
     description="Classifies the failed jobs of a failed pipeline against the rules table, retries "
@@ -21,14 +22,18 @@ def handle(event, ctx):
     reason = not_actionable(ctx, event.project.id, event.project.path_with_namespace)
     if reason:
         return ctx.decide("ignored", reason=reason, project=event.project.id)
-    builds = event.builds
-    if builds:
-        failed = [FailedJob(b.id, b.name, b.stage, b.failure_reason)
-                  for b in builds if b.status == "failed" and not b.allow_failure]
-    else:  # older GitLab or a trimmed payload: ask the API
-        failed = [FailedJob(j["id"], j["name"], j.get("stage", ""), j.get("failure_reason"))
-                  for j in ctx.gitlab.pipeline_jobs(event.project.id, attrs.id, scope="failed")
-                  if not j.get("allow_failure")]
+    # The body says which pipeline; GitLab says what it is and which of its jobs failed.
+    try:
+        pipe, raw = verified_pipeline(ctx, event.project.id, attrs.id,
+                                      event.merge_request.iid if event.merge_request else None)
+        status = raw.get("status")
+    except NotFound:
+        return ctx.decide("skip", reason=f"GitLab has no pipeline {attrs.id} in this project")
+    if status != "failed":
+        return ctx.decide("skip", reason=f"GitLab says pipeline {attrs.id} is {status}")
+    failed = [FailedJob(j["id"], j["name"], j.get("stage", ""), j.get("failure_reason"))
+              for j in ctx.gitlab.pipeline_jobs(event.project.id, attrs.id, scope="failed")
+              if not j.get("allow_failure")][:MAX_FAILED_JOBS]
     if not failed:
         return ctx.decide("skip", reason="no failed job that is not allowed to fail")
-    triage(ctx, pipeline_ref(event), failed)
+    triage(ctx, pipe, failed)

@@ -77,7 +77,7 @@ def submit(deployer, sha):
 @pytest.fixture
 def gl(fake_gitlab):
     fake_gitlab.add_project("acme/shop", id=15)
-    fake_gitlab.add_issue(15, "Ship it", iid=42, labels=["deploying::staging"])
+    fake_gitlab.add_issue(15, "Ship it", iid=42, labels=["env::staging::deploying"])
     return fake_gitlab
 
 
@@ -92,12 +92,12 @@ def test_failed_health_rolls_back_and_reports_in_gitlab(strategy, tmp_path, redi
     assert ticket.status == "queued", ticket
     run_to_end(deployer, ticket.deploy_id)
     api = GitLabAdapter(gl.url, gl.token)
-    [postmortem] = api.find_issues(15, labels=["devops-agent::postmortem"])
+    [postmortem] = api.find_issues(15, labels=["devops-agent:postmortem"])
     assert "What went wrong" in postmortem["description"] and "503" in postmortem["description"]
     replies = [n["body"] for n in api.list_notes(15, "issue", 42)]
     assert any(f"#{postmortem['iid']}" in r for r in replies)
     labels = api.get_issue(15, 42)["labels"]
-    assert "deploy-failed::staging" in labels and "deploying::staging" not in labels
+    assert "env::staging::deploy-failed" in labels and "env::staging::deploying" not in labels
     [record] = [c for c in gl.calls(method="PUT", path_re=r"/deployments/\d+$")]
     assert record["json"]["status"] == "failed"
 
@@ -110,8 +110,8 @@ def test_success_is_reported_once(strategy, tmp_path, redis_server, redis_client
     assert submit(deployer, "good" + strategy).deploy_id == ticket.deploy_id  # resubmitted: same
     run_to_end(deployer, ticket.deploy_id)
     api = GitLabAdapter(gl.url, gl.token)
-    assert "deployed::staging" in api.get_issue(15, 42)["labels"]
-    assert api.find_issues(15, labels=["devops-agent::postmortem"]) == []
+    assert "env::staging::deployed" in api.get_issue(15, 42)["labels"]
+    assert api.find_issues(15, labels=["devops-agent:postmortem"]) == []
     assert len(gl.calls(method="POST", path_re=r"/deployments$")) == 1
     [record] = gl.calls(method="PUT", path_re=r"/deployments/\d+$")
     assert record["json"]["status"] == "success"

@@ -13,6 +13,7 @@ import yaml
 from tasks.adapters.gitlab import GitLabAdapter
 from tasks.inbox import record_key
 from tests.support.fake_kube import FakeHTTP, FakeKube
+from tests.support.hooks import note_hook
 from tests.support.procs import Stack, base_env, post_delivery, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ def health():
 def stack(redis_server, fake_gitlab_process, kube, health, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("deploy")
     config = {
-        "access": {"staging": {"min_access": "developer"}},
+        "access": {"staging": {"min_access": "developer", "respect_freeze_periods": True}},
         "environments": {"staging": {
             "credentials": {"mode": "host", "host": kube.url, "verify_ssl": False},
             "namespace": "shop", "deployment": "web", "container": "app",
@@ -72,10 +73,8 @@ def gl(stack, fake_gitlab_proc, kube, health):
     return fake_gitlab_proc
 
 
-def note(text: str, note_id: int) -> dict:
-    payload = orjson.loads((PAYLOADS / "note_issue_command.json").read_bytes())
-    payload["object_attributes"].update(id=note_id, note=text, action="create")
-    return payload
+def note(gl, text: str) -> dict:
+    return note_hook(gl, PROJECT, 42, text, ALICE, "dev-alice")
 
 
 def send(stack, redis_client, payload):
@@ -99,13 +98,13 @@ def image(kube) -> str:
 
 def test_deploy_command_rolls_out_verifies_and_reports(stack, gl, kube, health, redis_client):
     health.set_status("/healthz", 200)
-    send(stack, redis_client, note("/devops deploy staging", 5001))
+    send(stack, redis_client, note(gl, "/devops deploy staging"))
     wait_until(lambda: "✅" in reply(gl), timeout=40, what="the deploy to finish")
     assert image(kube).endswith(":" + SHA)
     assert "deploy of `staging` done" in reply(gl)
     assert reply(gl).splitlines()[1] == "> /devops deploy staging"  # still quotes the command
     labels = GitLabAdapter(gl.url, gl.token).get_issue(PROJECT, 42)["labels"]
-    assert "deployed::staging" in labels and "deploying::staging" not in labels
+    assert "env::staging::deployed" in labels and "env::staging::deploying" not in labels
 
 
 def test_failed_health_check_rolls_back_and_files_a_postmortem(stack, gl, kube, health,
@@ -113,25 +112,27 @@ def test_failed_health_check_rolls_back_and_files_a_postmortem(stack, gl, kube, 
     health.set_status("/healthz", 200)
     before = image(kube)
     health.set_status("/healthz", 503)
-    payload = note("/devops deploy staging", 5002)
+    payload = note(gl, "/devops deploy staging")
     send(stack, redis_client, payload)
     wait_until(lambda: "rolled back" in reply(gl) or "❌" in reply(gl), timeout=40,
                what="the deploy to be rolled back")
     wait_until(lambda: image(kube) == before, timeout=20, what="the old image to be back")
     api = GitLabAdapter(gl.url, gl.token)
     # the verdict and the post-mortem are separate writes; the reply can land first
-    issues = wait_until(lambda: api.find_issues(PROJECT, labels=["devops-agent::postmortem"]),
+    issues = wait_until(lambda: api.find_issues(PROJECT, labels=["devops-agent:postmortem"]),
                         timeout=20, what="the post-mortem issue")
     assert len(issues) == 1
     body = issues[0]["description"]
     assert "What went wrong" in body and "503" in body
-    wait_until(lambda: "deploy-failed::staging" in api.get_issue(PROJECT, 42)["labels"],
+    wait_until(lambda: "env::staging::deploy-failed" in api.get_issue(PROJECT, 42)["labels"],
                timeout=20, what="the deploy-failed label")
 
 
 def test_a_passing_default_branch_pipeline_auto_deploys_staging(stack, gl, kube, health,
                                                                  redis_client):
     health.set_status("/healthz", 200)
+    gl.add_pipeline(PROJECT, id=1400, ref="main", sha="e" * 40, status="success",
+                    jobs=[{"name": "build", "status": "success"}])
     payload = orjson.loads((PAYLOADS / "pipeline_success.json").read_bytes())
     payload["object_attributes"].update(id=1400, ref="main", sha="e" * 40, status="success")
     for _ in range(2):  # a resend must not deploy twice
@@ -144,3 +145,24 @@ def test_a_passing_default_branch_pipeline_auto_deploys_staging(stack, gl, kube,
                what="the auto-deploy to roll out")
     deploys = [k for k in redis_client.scan_iter("da:deploy-by-request:auto:*")]
     assert len(deploys) == 1
+
+
+def test_an_auto_deploy_during_a_freeze_is_refused(stack, gl, kube, health, redis_client):
+    from tasks import audit
+
+    health.set_status("/healthz", 200)
+    before = image(kube)
+    gl.add_freeze_period(PROJECT, "* * * * *", "0 0 1 1 *", cron_timezone="UTC")
+    gl.add_pipeline(PROJECT, id=1401, ref="main", sha="f" * 40, status="success",
+                    jobs=[{"name": "build", "status": "success"}])  # pushed by a Maintainer
+    payload = orjson.loads((PAYLOADS / "pipeline_success.json").read_bytes())
+    payload["object_attributes"].update(id=1401, ref="main", sha="f" * 40, status="success")
+    r = post_delivery(stack["url"], orjson.dumps(payload), "Pipeline Hook", key=str(uuid.uuid4()))
+    delivery_id = r.json()["delivery_id"]
+    wait_until(lambda: redis_client.hget(record_key(delivery_id), "status") == b"done",
+               timeout=30, what="the pipeline hook to be processed")
+    assert image(kube) == before
+    assert list(redis_client.scan_iter("da:deploy-by-request:auto:*")) == []
+    [entry] = [e for e in audit.query(redis_client) if e.get("command") == "auto-deploy"]
+    assert entry["outcome"] == "refused" and entry["user"] == "devops-bot (auto-deploy)"
+    assert any(g["gate"] == "freeze" and not g["passed"] for g in entry["gates"])

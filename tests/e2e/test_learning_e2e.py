@@ -20,6 +20,7 @@ from tasks import audit
 from tasks.adapters.gitlab import GitLabAdapter
 from tasks.corrections import Corrections
 from tasks.inbox import record_key
+from tests.support.hooks import note_hook
 from tests.support.procs import ROOT, Stack, base_env, post_delivery, wait_until
 
 PAYLOADS = ROOT / "fixtures" / "payloads"
@@ -80,11 +81,8 @@ def pipeline_hook(pipeline: int, job: int) -> dict:
     return payload
 
 
-def command(text: str, note_id: int, user_id: int = ALICE, username: str = "dev-alice") -> dict:
-    payload = orjson.loads((PAYLOADS / "note_issue_command.json").read_bytes())
-    payload["user"] = {**payload["user"], "id": user_id, "username": username}
-    payload["object_attributes"].update(id=note_id, note=text, action="create")
-    return payload
+def command(gl, text: str, user_id: int = ALICE, username: str = "dev-alice") -> dict:
+    return note_hook(gl, PROJECT, 42, text, user_id, username)
 
 
 def adapter(fake) -> GitLabAdapter:
@@ -114,7 +112,7 @@ def test_unknown_then_corrected_then_learned(stack, gl, redis_client):
     assert "ci-failure:unknown" in labels(gl)
     assert [e["job"] for e in Corrections(redis_client).examples("unknown")] == [9202]
 
-    send(stack, redis_client, command("/devops classify network_error", 5001), "Note Hook")
+    send(stack, redis_client, command(gl, "/devops classify network_error"), "Note Hook")
     [reply] = replies(gl)
     assert "✅ `widgets` is now `network_error` (devops-agent said `unknown`)" in reply
     body = ci_comment(gl)
@@ -140,7 +138,7 @@ def test_unknown_then_corrected_then_learned(stack, gl, redis_client):
 def test_bad_corrections_are_refused_with_a_reason(stack, gl, redis_client, text, user, expected):
     send(stack, redis_client, pipeline_hook(1201, 9202), "Pipeline Hook")
     before = ci_comment(gl)
-    send(stack, redis_client, command(text, 5100, *user), "Note Hook")
+    send(stack, redis_client, command(gl, text, *user), "Note Hook")
     [reply] = replies(gl)
     assert expected in reply
     assert ci_comment(gl) == before and "ci-failure:unknown" in labels(gl)
@@ -150,7 +148,7 @@ def test_bad_corrections_are_refused_with_a_reason(stack, gl, redis_client, text
 def test_a_job_that_is_no_longer_failed_cannot_be_classified(stack, gl, redis_client):
     send(stack, redis_client, pipeline_hook(1201, 9202), "Pipeline Hook")
     gl.set_job_status(9202, "success")  # retried by hand and passed: GitLab says so now
-    send(stack, redis_client, command("/devops classify network_error", 5200), "Note Hook")
+    send(stack, redis_client, command(gl, "/devops classify network_error"), "Note Hook")
     [reply] = replies(gl)
     assert "is success, not failed" in reply
     assert list(Corrections(redis_client).examples("corrected")) == []
@@ -198,7 +196,7 @@ def test_suggest_and_backtest_read_what_the_service_kept(stack, gl, redis_client
         if pipeline != 1201:
             add_failed_pipeline(gl, pipeline, job, WIDGET_LOG.replace("'cart'", "'checkout'"))
         send(stack, redis_client, pipeline_hook(pipeline, job), "Pipeline Hook")
-    send(stack, redis_client, command("/devops classify test_failure widgets", 5300), "Note Hook")
+    send(stack, redis_client, command(gl, "/devops classify test_failure widgets"), "Note Hook")
     env = {**stack["env"], "DEVOPS_AGENT_CACHE_DIR": str(tmp_path / "cache")}
     run = subprocess.run([sys.executable, "-m", "tasks.cli", "rules", "suggest", "--format", "json"],
                          env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)

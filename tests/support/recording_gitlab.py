@@ -413,6 +413,21 @@ class RecordingGitLab:
         return self._send("label_events", "GET",
                           self._path(project, f"/{self._kind(kind)}/{iid}/resource_label_events"))
 
+    def get_note(self, project: Any, kind: str, iid: int, note_id: int) -> dict:
+        self._enter("get_note", project, kind, iid, note_id)
+        return self._send("get_note", "GET",
+                          self._path(project, f"/{self._kind(kind)}/{iid}/notes/{note_id}"))
+
+    def commits_between(self, project: Any, base: str, head: str) -> int:
+        self._enter("commits_between", project, base, head)
+        found = self._send("commits_between", "GET", self._path(project, "/repository/compare"),
+                           {"from": base, "to": head})
+        return len(found.get("commits") or [])
+
+    def get_commit(self, project: Any, sha: str) -> dict:
+        self._enter("get_commit", project, sha)
+        return self._send("get_commit", "GET", self._path(project, f"/repository/commits/{sha}"))
+
     def list_notes(self, project: Any, kind: str, iid: int) -> list[dict]:
         self._enter("list_notes", project, kind, iid)
         path = self._path(project, f"/{self._kind(kind)}/{iid}/notes")

@@ -8,6 +8,9 @@ from tasks.chatops.core import Invocation, command
 from tasks.chatops.gates import access_level, check_access, env_lock_key
 from tasks.handlers import CommandHelp
 
+_DELETE_IF_SAME = ("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) "
+                   "end return 0")
+
 
 def _allowed(inv: Invocation, env: str) -> bool:
     access = inv.config.env_access(env)
@@ -57,7 +60,8 @@ def unlock(inv: Invocation) -> str:
     env = inv.args[0].lower()
     if not _allowed(inv, env):
         return "refused"
-    raw = inv.ctx.redis.get(env_lock_key(inv.project, env))
+    key = env_lock_key(inv.project, env)
+    raw = inv.ctx.redis.get(key)
     if raw is None:
         inv.reply(f"`{env}` is not locked.")
         return "not locked"
@@ -67,7 +71,10 @@ def unlock(inv: Invocation) -> str:
         inv.reply(f"❌ `{env}` is locked by @{held.get('user')}; only they or a Maintainer can "
                   "unlock it.")
         return "refused"
-    inv.ctx.redis.delete(env_lock_key(inv.project, env))
+    # Delete only the lock we looked at: someone may have re-locked it in between.
+    if not inv.ctx.redis.eval(_DELETE_IF_SAME, 1, key, raw):
+        inv.reply(f"❌ `{env}`'s lock changed while you asked; look at `status` and try again.")
+        return "changed"
     inv.audit("succeeded", env=env, was=held)
     inv.reply(f"🔓 `{env}` unlocked.")
     return "unlocked"

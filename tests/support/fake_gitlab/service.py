@@ -575,6 +575,35 @@ class Api:
             raise not_found(what)
         return sha
 
+    @route("GET", P + r"/repository/commits/(?P<sha>[0-9a-zA-Z._-]+)")
+    def get_commit(self, c: Call) -> Result:
+        p = self._code(c)
+        sha = c.args["sha"]
+        found = sha if sha in p["_commits"] else next(
+            (s for s in p["_commits"] if len(sha) >= 7 and s.startswith(sha)), None)
+        if found is None:
+            raise not_found("Commit")
+        return Result(self.state.view_commit(p, found))
+
+    @route("GET", P + r"/repository/compare")
+    def compare(self, c: Call) -> Result:
+        """Commits reachable from `to` and not from `from` (first-parent walk: the fake's
+        history is linear), oldest first, as GitLab lists them."""
+        c.require("from", "to")
+        p = self._code(c)
+        base = self.state.resolve_ref(p, str(c.params["from"]))
+        head = self.state.resolve_ref(p, str(c.params["to"]))
+        if base is None or head is None:
+            raise not_found("Ref")
+        commits, cur = [], head
+        while cur is not None and cur != base and cur in p["_commits"]:
+            commits.append(self.state.view_commit(p, cur))
+            parents = p["_commits"][cur]["parent_ids"]
+            cur = parents[0] if parents else None
+        return Result({"commit": commits[0] if commits else None, "commits": commits[::-1],
+                       "diffs": [], "compare_timeout": False, "compare_same_ref": base == head,
+                       "web_url": f"{p['web_url']}/-/compare/{base}...{head}"})
+
     @route("GET", P + r"/repository/branches")
     def list_branches(self, c: Call) -> Result:
         p = self._code(c)

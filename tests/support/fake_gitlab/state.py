@@ -374,15 +374,31 @@ class FakeState:
                      status: str = "failed", source: str = "push", jobs: Iterable[dict] = (),
                      id: int | None = None, user_id: int | None = None,
                      created_at: str | None = None, updated_at: str | None = None,
-                     started_at: str | None = None, finished_at: str | None = None) -> dict:
+                     started_at: str | None = None, finished_at: str | None = None,
+                     commit_message: str | None = None) -> dict:
         """Create a pipeline, optionally with jobs (dicts of add_job's arguments). Timestamps
-        default to the fake's clock; pass them to seed history for backtests."""
+        default to the fake's clock; pass them to seed history for backtests. A `sha` the
+        repository does not have yet becomes a commit (with `commit_message`), as GitLab only
+        runs pipelines for commits it has."""
         jobs = list(jobs)
         with self.lock:
             p = self.project(project)
             ref = ref or p["default_branch"]
             branch = p["_branches"].get(ref)
             sha = sha or (branch["commit"] if branch else fake_sha(p["id"], ref))
+            if sha not in p["_commits"]:
+                parent = branch["commit"] if branch else None
+                ts0 = created_at or self.now()
+                message = commit_message or f"Commit {sha[:8]}"
+                p["_commits"][sha] = {
+                    "id": sha, "short_id": sha[:8], "title": message.splitlines()[0],
+                    "message": message, "parent_ids": [parent] if parent else [],
+                    "created_at": ts0, "author_name": "Dev", "author_email": "dev@example.com",
+                    "authored_date": ts0, "committer_name": "Dev",
+                    "committer_email": "dev@example.com", "committed_date": ts0,
+                    "trailers": {}, "extended_trailers": {},
+                    "web_url": f"{p['web_url']}/-/commit/{sha}",
+                    "_files": dict(p["_commits"][parent]["_files"]) if parent in p["_commits"] else {}}
             pid = int(id) if id is not None else self._next("pipeline")
             ts = created_at or self.now()
             done = status not in ACTIVE

@@ -1,0 +1,72 @@
+"""Check-then-act races in ChatOps and deploy state, each run from two sides at once."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+
+from tasks.chatops.gates import env_lock_key
+
+
+def _both(first, second) -> None:
+    start = threading.Barrier(2)
+
+    def run(fn):
+        start.wait()
+        fn()
+
+    threads = [threading.Thread(target=run, args=(f,)) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+
+
+def test_unlock_never_deletes_a_lock_taken_after_it_looked(redis_client):
+    from tasks.chatops.commands.lock import _DELETE_IF_SAME
+
+    key = env_lock_key(15, "production")
+    old = orjson.dumps({"user": "alice", "reason": "db"})
+    redis_client.set(key, old)
+    seen = redis_client.get(key)  # unlock read this
+    new = orjson.dumps({"user": "bob", "reason": "release"})
+    redis_client.set(key, new)  # bob unlocked and re-locked meanwhile
+    assert redis_client.eval(_DELETE_IF_SAME, 1, key, seen) == 0
+    assert redis_client.get(key) == new
+
+
+def test_an_abort_is_never_lost_to_a_concurrent_step(redis_client):
+    """advance() loads, works, saves under the step mutex; rollback() writes the abort flag
+    under the same mutex, so whichever comes second sees the other's write."""
+    from tasks.deploy.model import DeployRecord, RollbackRequest
+    from tasks.deploy.service import DeployService
+    from tasks.deploy.store import DeployStore
+
+    class Cfg:
+        class strategy:
+            type = "rolling"
+
+    svc = DeployService(redis_client, {"staging": Cfg()})
+    store = DeployStore(redis_client)
+    for round_ in range(20):
+        rec = DeployRecord(id=f"d{round_}", kind="deploy", project="15", env="staging",
+                           strategy="rolling", requested_by="a", phase="rollout")
+        store.save(rec)
+        assert store.acquire("15", "staging", rec.id, 60)
+
+        def step():  # what advance() does with the mutex held: load, work, save
+            token = store.step_mutex(rec.id, 5)
+            if token is None:
+                return
+            try:
+                loaded = store.load(rec.id)
+                loaded.data["polls"] = loaded.data.get("polls", 0) + 1
+                store.save(loaded)
+            finally:
+                store.step_done(rec.id, token)
+
+        _both(step, lambda: svc.rollback(RollbackRequest(project="15", env="staging",
+                                                         requested_by="bob")))
+        assert store.load(rec.id).abort_requested.startswith("rollback requested by bob")
+        store.release("15", "staging", rec.id)

@@ -1,0 +1,50 @@
+"""Two workers submitting the same command at once start one deploy (real service, real kube
+client against the fake API server, real Redis)."""
+
+from __future__ import annotations
+
+import threading
+
+from tasks.chatops.deployer import DeployRequest
+from tasks.chatops.kube_deployer import KubeDeployer
+from tasks.config import AgentConfig
+
+from .conftest import NS, env_config
+
+
+class Runtime:
+    """The two things KubeDeployer takes from the worker's runtime."""
+
+    def __init__(self, redis):
+        self.redis = redis
+
+        class settings:
+            dry_run = False
+
+        self.settings = settings
+
+    def adapter(self, name):
+        return None  # no GitLab: these requests have no reply thread
+
+
+def test_one_request_id_starts_one_deploy(redis_client, fake, web):
+    fake.add_deployment(NS, "web", "registry.example.com/shop/web:" + "a" * 40)
+    config = AgentConfig(environments={"staging": env_config(fake, web)})
+    request = DeployRequest(project=15, env="staging", action="deploy", sha="b" * 40, ref="main",
+                            requested_by="alice", request_id="15:issue:42:cmd:1:0")
+    results = []
+    barrier = threading.Barrier(2)
+
+    def submit():
+        deployer = KubeDeployer(Runtime(redis_client), config)  # one per worker process
+        barrier.wait()
+        results.append(deployer.submit(request))
+
+    threads = [threading.Thread(target=submit) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(t.detail for t in results)[0] == "already submitted"
+    assert [t.status for t in results] == ["queued", "queued"]
+    assert len([k for k in redis_client.scan_iter("deploy:*") if redis_client.type(k) == b"string"]) == 1
