@@ -18,3 +18,6 @@ JOB_FAILURES = Counter("devops_agent_job_failures_total", "Failed jobs classifie
 CORRECTIONS = Counter("devops_agent_classification_corrections_total",
                       "Verdicts people corrected, by the category given and the one taught",
                       ["was", "now"])
+EFFECTS_REFUSED = Counter("devops_agent_effects_refused_total",
+                          "Side effects GitLab refused for good (403/404/409/422), by effect",
+                          ["effect"])

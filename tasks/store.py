@@ -1,7 +1,8 @@
 """State that makes side effects idempotent: retry budgets, job rows, comment ids, history, locks.
 
 Everything lives in Redis under `da:` so that a redelivered webhook, a retried task or a second
-worker sees what the first one did. Each check-and-act step that must not race is one Lua script.
+worker sees what the first one did. The check-and-act steps two workers can race on (retry
+claims, recording a ref's newest pipeline) are Lua scripts; the rest are single commands.
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ end
 return 0
 """
 _UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+# Record a pipeline of a ref unless a newer one is recorded: one step, so two workers finishing
+# two pipelines of one ref cannot both read "none newer" and the older overwrite the newer.
+# KEYS: ref hash. ARGV: pipeline id, info JSON, ttl. Returns 1 recorded, 0 an older pipeline.
+_RECORD_PIPELINE = """
+local newest = redis.call('HGET', KEYS[1], 'pipeline')
+if newest and tonumber(newest) > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'pipeline', ARGV[1], 'info', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
 
 
 class Busy(Exception):
@@ -50,6 +61,7 @@ class Store:
         self.r = client
         self._claim = client.register_script(_CLAIM_RETRY)
         self._release = client.register_script(_RELEASE_RETRY)
+        self._record_pipeline = client.register_script(_RECORD_PIPELINE)
 
     # -- retry budgets -------------------------------------------------------------------------
     def claim_retry(self, project: int, pipeline: int, job_name: str, job_id: int,
@@ -88,13 +100,8 @@ class Store:
     # -- pipelines per ref: which one is latest, what we said about it --------------------------
     def record_pipeline(self, project: int, ref: str, pipeline: int, info: dict[str, Any]) -> bool:
         """Remember a pipeline of `ref`; False when a newer pipeline was already recorded."""
-        key = f"da:ref:{project}:{ref}"
-        newest = self.r.hget(key, "pipeline")
-        if newest is not None and int(newest) > pipeline:
-            return False
-        self.r.hset(key, mapping={"pipeline": pipeline, "info": orjson.dumps(info)})
-        self.r.expire(key, STATE_TTL)
-        return True
+        return bool(self._record_pipeline(keys=[f"da:ref:{project}:{ref}"],
+                                           args=[pipeline, orjson.dumps(info), STATE_TTL]))
 
     def ref_state(self, project: int, ref: str) -> dict[str, Any] | None:
         raw = self.r.hgetall(f"da:ref:{project}:{ref}")

@@ -209,20 +209,20 @@ def react(ctx: Any, store: Store, pipe: PipelineRef, job: FailedJob, verdict: di
         attempt, fresh = store.claim_retry(pipe.project, pipe.pipeline, job.name, job.id, budget)
         if attempt == 0:
             return _action("report", f"not retried: retry budget used ({budget} of {budget})")
-        if fresh and not settings.dry_run:
-            from tasks.adapters.gitlab import GitLabError
-
-            try:
-                new_job = ctx.gitlab.retry_job(pipe.project, job.id)
-            except GitLabError:
+        if settings.dry_run:
+            if fresh:
                 store.release_retry(pipe.project, pipe.pipeline, job.name, job.id, attempt)
-                raise
-            return _action("retry", f"retried, attempt {attempt} of {budget}",
-                           new_job=new_job.get("id"))
-        if fresh:
-            store.release_retry(pipe.project, pipe.pipeline, job.name, job.id, attempt)
             return _action("retry", f"would retry, attempt {attempt} of {budget} (dry run)")
-        return _action("retry", f"retried, attempt {attempt} of {budget}")
+        # Whether this call took the claim or an earlier attempt did (and may have died before
+        # or after its POST), GitLab says whether the retry exists; the comment says only that.
+        try:
+            new_job = ensure_retried(ctx, pipe, job)
+        except RetryRefused as refused:
+            store.release_retry(pipe.project, pipe.pipeline, job.name, job.id, attempt)
+            metrics.EFFECTS_REFUSED.labels(effect="retry_job").inc()
+            return _action("report", f"could not retry `{job.name}`: {refused}")
+        return _action("retry", f"retried, attempt {attempt} of {budget}",
+                       new_job=new_job.get("id"))
     if category in NEVER_RETRY or verdict["reaction"] == "fix":
         handed = hand_off_fix(ctx, store, pipe, job, verdict)
         reason = category.replace("_", " ")
@@ -231,6 +231,60 @@ def react(ctx: Any, store: Store, pipe: PipelineRef, job: FailedJob, verdict: di
         return _action("report", f"not retried: {category.replace('_', ' ')}")
     return _action("report", "not retried: " + (category.replace("_", " ") if category != "unknown"
                                                 else "no rule matched"))
+
+
+class RetryRefused(Exception):
+    """GitLab refused a job retry for good (str: why, in words for the comment)."""
+
+
+def _retried_as(gitlab: Any, pipe: PipelineRef, job: FailedJob) -> dict[str, Any] | None:
+    """The job's retry, if GitLab has one: the pipeline's latest job of that name is newer."""
+    for other in gitlab.pipeline_jobs(pipe.project, pipe.pipeline):
+        if other.get("name") == job.name and int(other.get("id") or 0) > job.id:
+            return other
+    return None
+
+
+def ensure_retried(ctx: Any, pipe: PipelineRef, job: FailedJob) -> dict[str, Any]:
+    """The job's retry, made at most once: an existing one is returned, an ambiguous POST
+    (timeout, 5xx: it may have been applied) is resolved by reading, never by re-sending, and
+    a 403 for a job that was retried meanwhile is that retry."""
+    from tasks.adapters.gitlab import Forbidden, GitLabUnavailable
+
+    gitlab = ctx.gitlab
+    existing = _retried_as(gitlab, pipe, job)
+    if existing is not None:
+        return existing
+    try:
+        return gitlab.retry_job(pipe.project, job.id)
+    except GitLabUnavailable:
+        existing = _retried_as(gitlab, pipe, job)
+        if existing is not None:
+            return existing
+        raise  # not applied: transient, the delivery runs again and completes the claim
+    except Forbidden as exc:
+        existing = _retried_as(gitlab, pipe, job)
+        if existing is not None:
+            return existing
+        raise RetryRefused(_why_forbidden(ctx, pipe, "retry a job", exc)) from None
+
+
+def _why_forbidden(ctx: Any, pipe: PipelineRef, what: str, exc: Exception) -> str:
+    """A 403 in words a person can act on: the bot's access, when that is the reason."""
+    from tasks.adapters.gitlab import GitLabError
+    from tasks.chatops.gates import LEVEL_NAMES
+
+    try:
+        bot = ctx.gitlab.current_user()
+        level = int(ctx.gitlab.access_level(pipe.project, int(bot["id"])))
+    except (GitLabError, KeyError, TypeError, ValueError):
+        level = None
+    where = pipe.project_path or f"project {pipe.project}"
+    if level is not None and level < 30:
+        have = LEVEL_NAMES.get(level, "no") if level else "no"
+        return (f"the bot has {have} access to {where} and needs Developer to {what}; "
+                "a Maintainer can raise it in Project information → Members")
+    return f"GitLab refused ({str(exc)[:200]})"
 
 
 def _action(kind: str, text: str, **extra: Any) -> dict[str, Any]:

@@ -71,7 +71,8 @@ def seed_failure(gl, pid=500, job_id=900, log="runner-system-failure.log",
     gl.add_pipeline(15, ref="42-fix", id=pid, jobs=[
         {"id": job_id, "name": "integration", "failure_reason": reason,
          "log": fixture_log(log).read_bytes()}])
-    return PipelineRef(project=15, pipeline=pid, ref="42-fix", sha="a" * 40, mr_iid=7), \
+    return PipelineRef(project=15, pipeline=pid, ref="42-fix", sha="a" * 40, mr_iid=7,
+                       project_path="acme/shop"), \
         FailedJob(job_id, "integration", "test", reason)
 
 
@@ -103,18 +104,57 @@ def test_dry_run_writes_nothing(redis_client):
     assert Store(redis_client).attempts_used(15, 500, "integration") == 0
 
 
-def test_retry_refused_by_gitlab_gives_the_attempt_back(redis_client, gl):
+def test_retry_refused_by_gitlab_gives_the_attempt_back_and_says_why(redis_client, gl):
     from tasks.adapters.gitlab import Forbidden
 
     ctx = context(redis_client, gl)
     pipe, job = seed_failure(gl)
-    gl.fail_next("retry_job", Forbidden("403 Forbidden", 403))
-    with pytest.raises(Forbidden):
-        triage(ctx, pipe, [job])
+    gl.fail_next("retry_job", Forbidden("403 Forbidden - Job is not retryable", 403))
+    [row] = triage(ctx, pipe, [job])
+    assert row["action"].startswith("could not retry `integration`: GitLab refused")
     assert Store(redis_client).attempts_used(15, 500, "integration") == 0
     redis_client.delete("da:jobs:15:500")
-    [row] = triage(ctx, pipe, [job])  # the redelivered task
+    [row] = triage(ctx, pipe, [job])  # a later hook for the same failure
     assert row["action"] == "retried, attempt 1 of 2"
+
+
+def test_a_reporter_bot_is_told_what_access_it_needs(redis_client, gl):
+    gl.add_member(15, 1, 20)  # the bot (user 1) is only a Reporter here
+    ctx = context(redis_client, gl)
+    pipe, job = seed_failure(gl)
+    [row] = triage(ctx, pipe, [job])
+    assert row["action"] == ("could not retry `integration`: the bot has Reporter access to "
+                             "acme/shop and needs Developer to retry a job; a Maintainer can "
+                             "raise it in Project information → Members")
+    note = gl.notes[("acme/shop", "issue", 42)][-1]["body"]
+    assert "needs Developer to retry a job" in note
+
+
+def test_a_retry_that_timed_out_but_was_applied_is_not_sent_again(redis_client, gl):
+    from tasks.adapters.gitlab import GitLabUnavailable
+
+    ctx = context(redis_client, gl)
+    pipe, job = seed_failure(gl)
+    real = gl.retry_job
+
+    def applied_then_timed_out(project, job_id):
+        real(project, job_id)  # GitLab made the retry...
+        raise GitLabUnavailable("retry_job: ReadTimeout")  # ...but the answer never came
+
+    gl.retry_job = applied_then_timed_out
+    [row] = triage(ctx, pipe, [job])
+    assert row["action"] == "retried, attempt 1 of 2"
+    assert sum(1 for e in gl.effects if ":job_retried:" in e) == 1
+
+
+def test_a_claim_whose_retry_never_happened_is_completed(redis_client, gl):
+    ctx = context(redis_client, gl)
+    pipe, job = seed_failure(gl)
+    # A worker took the claim and was killed before its POST.
+    assert Store(redis_client).claim_retry(15, 500, "integration", job.id, 2) == (1, True)
+    [row] = triage(ctx, pipe, [job])
+    assert row["action"] == "retried, attempt 1 of 2"
+    assert sum(1 for e in gl.effects if ":job_retried:" in e) == 1
 
 
 def test_breaker_opens_after_many_projects_and_files_one_incident(redis_client, gl):

@@ -71,7 +71,13 @@ def handle(event, ctx):
             inv.audit("refused", reason=f"noteable {noteable.state}")
             ctx.decide("label-trigger", label=label, outcome="refused: closed")
             continue
-        outcome = request_action(inv, action, env)
+        try:
+            outcome = request_action(inv, action, env)
+        except Exception:
+            # Nothing was acted on for sure: let the redelivery run this trigger again (each
+            # step inside is idempotent), as the note path does.
+            store.forget(f"label:{project}:{kind}:{iid}:{label}:{event_id}")
+            raise
         ctx.decide("label-trigger", label=label, outcome=outcome)
     if len(triggers) > MAX_TRIGGERS_PER_EVENT:
         ctx.decide("capped", reason=f"{len(triggers)} trigger labels in one event; "

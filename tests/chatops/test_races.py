@@ -70,3 +70,15 @@ def test_an_abort_is_never_lost_to_a_concurrent_step(redis_client):
                                                          requested_by="bob")))
         assert store.load(rec.id).abort_requested.startswith("rollback requested by bob")
         store.release("15", "staging", rec.id)
+
+
+def test_two_pipelines_of_one_ref_recorded_at_once_keep_the_newer(redis_client):
+    from tasks.store import Store
+
+    for round_ in range(30):
+        ref = f"r{round_}"
+        store_a, store_b = Store(redis_client), Store(redis_client)
+        _both(lambda: store_a.record_pipeline(15, ref, 101, {"status": "failed"}),
+              lambda: store_b.record_pipeline(15, ref, 102, {"status": "success"}))
+        state = Store(redis_client).ref_state(15, ref)
+        assert (state["pipeline"], state["status"]) == (102, "success")
