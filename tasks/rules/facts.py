@@ -24,6 +24,18 @@ MAX_LINE_CHARS = 2000
 _EXIT_CODE = re.compile(
     rb"(?:ERROR: Job failed: exit code|command terminated with exit code|"
     rb"ERROR: Job failed: (?:command terminated with )?exit status) (\d{1,3})\b")
+# What CI wrappers write before a tool's own line: GitHub Actions' and Jenkins' timestamps, a
+# time of day, BuildKit's step and seconds (`#12 0.345`), buildx's plain seconds (`168.4`),
+# concurrently's `[0]`. Tools' own markers (`E:`, `npm ERR!`, `[warning]`) come after them, so
+# anything that reads a line's start reads it from here (re2 syntax, also used by table.py).
+LINE_PREFIX = (
+    r"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?Z? "
+    r"|\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?Z?\] "
+    r"|\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]? |#\d+ \d+\.\d+ |\d+\.\d+ |\[\d+\] )*")
+_PREFIX = re.compile(LINE_PREFIX)
+# Commands that only report or pass on the status of the one before them (`echo $?`, `exit 1`,
+# `set +e`), alone on their line: the failing command is the last one that is not one of these.
+_TRIVIAL_COMMAND = re.compile(rb"^(?:echo|printf|exit|true|:|set|sleep|date|pwd)(?:\s[^|&;`]*)?$")
 # After these, the commands and output belong to GitLab's own steps, not the job's script.
 _SCRIPT_OVER = re.compile(
     rb"^(?:Running after[_ ]script|Uploading artifacts for (?:failed|successful) job|"
@@ -46,6 +58,8 @@ class LogFacts:
     exit_line: Line | None = None
     # The first line of GitLab's own after-failure steps (after_script, artifacts, cleanup).
     script_end: int | None = None
+    # The `$ cmd` line after `command` that only reported its status (`$ echo $?`), if any.
+    command_end: int | None = None
     # GitLab's runner ended the log with "Job succeeded": whatever it printed, it passed.
     succeeded: bool = False
 
@@ -53,7 +67,7 @@ class LogFacts:
     def failing_output(self) -> list[Line]:
         """The tail lines the failing command printed (all of the tail when not known)."""
         start = self.command.number if self.command else 0
-        end = self.script_end or (1 << 62)
+        end = min(self.command_end or (1 << 62), self.script_end or (1 << 62))
         return [ln for ln in self.tail if start < ln.number < end]
 
 
@@ -95,13 +109,24 @@ def read_facts(scan: ScanResult) -> LogFacts:
             facts.exit_code = int(m.group(1))
             facts.exit_line = Line(number, _decode(stripped[:MAX_LINE_CHARS]))
     facts.tail = [Line(n, _decode(raw[:MAX_LINE_CHARS].rstrip(b"\r"))) for n, raw in numbered]
-    facts.command = _last_command(scan, facts.script_end)
+    facts.command, facts.command_end = _last_command(scan, facts.script_end)
     return facts
 
 
-def _last_command(scan: ScanResult, script_end: int | None) -> Line | None:
-    """The last `$ cmd` before the script stopped, from the blocks the prefilter marked."""
+def strip_prefix(text: str) -> str:
+    """The line from where the tool's own output starts (CI wrappers' prefixes removed)."""
+    m = _PREFIX.match(text)
+    return text[m.end():] if m and m.end() else text
+
+
+def _last_command(scan: ScanResult, script_end: int | None) -> tuple[Line | None, int | None]:
+    """The last `$ cmd` before the script stopped, from the blocks the prefilter marked, and
+    the line of the first command after it that only printed or passed on its status.
+
+    Commands that only print or pass on a status (`echo $?`) are skipped unless there is no
+    other: the failure happened in the command before them, and its output ends there."""
     best: Line | None = None
+    trivial: list[Line] = []
     seen: set[int] = set()
     for block, base in [*scan.command_blocks, *scan.tail]:
         if base in seen:
@@ -121,6 +146,13 @@ def _last_command(scan: ScanResult, script_end: int | None) -> Line | None:
             if script_end is not None and number >= script_end:
                 break
             cmd = block[at + 2:end].rstrip(b"\r")
-            if cmd[:1].strip() and (best is None or number > best.number):
+            if not cmd[:1].strip():
+                continue
+            if _TRIVIAL_COMMAND.match(cmd):
+                trivial.append(Line(number, _decode(cmd)[:MAX_COMMAND_CHARS]))
+            elif best is None or number > best.number:
                 best = Line(number, _decode(cmd)[:MAX_COMMAND_CHARS])
-    return best
+    if best is None:
+        return (max(trivial, key=lambda ln: ln.number) if trivial else None), None
+    after = [ln.number for ln in trivial if ln.number > best.number]
+    return best, min(after) if after else None

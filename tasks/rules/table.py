@@ -22,6 +22,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import reasons
 from .engine import Engine, Pattern, ScanResult, compile_re2, read_chunks
+from .facts import LINE_PREFIX
 from .result import REACTION_KINDS, Classification, Reaction
 
 DEFAULT_RULES = Path(__file__).with_name("default")
@@ -53,13 +54,26 @@ MAX_PATTERN_CHARS = 4000
 DEFAULT_PRIORITY = 100
 MAX_RETRIES_LIMIT = 10
 
-RULE_KEYS = {"id", "category", "description", "priority", "match", "exclude", "reaction", "next_steps", "enabled"}
+RULE_KEYS = {"id", "category", "description", "priority", "match", "exclude", "reaction", "next_steps",
+             "enabled", "warning_lines"}
 MATCH_KEYS = {"failure_reason", "job_name", "stage", "exit_code", "log"}
 EXCLUDE_KEYS = MATCH_KEYS | {"lines"}
 REACTION_KEYS = {"kind", "max_retries", "labels"}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 # {name} or {name|fallback}: the fallback is shown when the capture did not take part in the match.
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([^{}]*))?\}")
+# A line the CI platform itself marks as a warning reports something the step went on from:
+# GitHub Actions' and Azure Pipelines' annotations (`##[warning]`, `[warning]` as downloaded,
+# `::warning file=...::`, `##vso[task.logissue type=warning]`, and `Warning: ` as the web view
+# renders them). Passing jobs print these about caches, mirrors and retries, so for every rule
+# such a line is not evidence that the job failed; a rule whose findings are printed that way
+# (an analyzer that fails on warnings) says `warning_lines: true`. Matched after CI prefixes
+# (timestamps, BuildKit's `#5 0.98`), never inside a line: a warning quoted in an error is an
+# error. Not a tool's own log level (Maven's upper-case `[WARNING]`, `npm WARN`, apt's `W:`,
+# `WARNING:`): tools print real causes at that level ("[WARNING] Could not transfer metadata
+# ... Connection timed out", "npm WARN tar ENOSPC", "W: Failed to fetch", "WARNING: DATA RACE").
+WARNING_LINE = (r"^" + LINE_PREFIX + r"\s*(?:##\[warning\]|\[warning\]|::warning(?:\s[^:]*)?::"
+                r"|##vso\[task\.logissue type=warning|Warning: )")
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,7 @@ class Rule:
     reaction: Reaction
     next_steps: str
     source: str  # file:line, for messages
+    warning_lines: bool = False  # lines at warning level (WARNING_LINE) count as evidence
 
 
 # -- YAML with line numbers ---------------------------------------------------------------------
@@ -358,6 +373,13 @@ class _Reader:
             en = _scalar(values["enabled"]) if isinstance(values["enabled"], ScalarNode) else None
             if not isinstance(en, bool):
                 self.problem(values["enabled"], rid, "enabled", "must be true or false")
+        warning_lines = False
+        if "warning_lines" in values:
+            wl = _scalar(values["warning_lines"]) if isinstance(values["warning_lines"], ScalarNode) else None
+            if not isinstance(wl, bool):
+                self.problem(values["warning_lines"], rid, "warning_lines", "must be true or false")
+            else:
+                warning_lines = wl
         before_match = len(self.problems)
         match, _ = self._conditions(values.get("match"), rid, "match", MATCH_KEYS)
         match_ok = len(self.problems) == before_match
@@ -383,6 +405,7 @@ class _Reader:
             reaction=reaction,
             next_steps=next_steps.strip(),
             source=f"{self.name}:{_line(node)}",
+            warning_lines=warning_lines,
         )
 
     def _str(self, node: Node | None, rid: str, fld: str, required: bool = False) -> str | None:
@@ -590,13 +613,17 @@ class RuleTable:
         self.rules = list(rules)
         patterns: list[Pattern] = []
         line_excludes: dict[int, list[Any]] = {}
+        warning = compile_re2(WARNING_LINE)
         for i, rule in enumerate(self.rules):
             for p in rule.match.log:
                 patterns.append(Pattern(i, p, compile_re2(p)))
             for p in rule.exclude.log:
                 patterns.append(Pattern(i, p, compile_re2(p), veto=True))
-            if rule.exclude_lines:
-                line_excludes[i] = [compile_re2(p) for p in rule.exclude_lines]
+            excludes = [compile_re2(p) for p in rule.exclude_lines]
+            if rule.match.log and not rule.warning_lines:
+                excludes.append(warning)
+            if excludes:
+                line_excludes[i] = excludes
         self.engine = Engine(patterns, line_excludes, use_hyperscan=use_hyperscan)
         # Rules that need no log line: they are tried on every job; the others only when the
         # scan saw one of their patterns (most of a big table, for most logs, is never looked at).

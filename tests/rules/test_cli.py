@@ -120,7 +120,7 @@ def test_rules_check(capsys, tmp_path):
     assert out.splitlines() == [
         f"{bad}:3: rule a: category: unknown category 'nope' (known: " + out.splitlines()[0].split("(known: ")[1],
         f"{bad}:4: rule a: match.log: bad regular expression: invalid escape sequence: \\1 (backreferences and lookaround are not supported: rules must run in linear time)",
-        f"{bad}:5: rule a: bogus: unknown key in rule (known: category, description, enabled, exclude, id, match, next_steps, priority, reaction)",
+        f"{bad}:5: rule a: bogus: unknown key in rule (known: category, description, enabled, exclude, id, match, next_steps, priority, reaction, warning_lines)",
     ]
     assert "3 problems found" in err
     code, out, _ = run(capsys, "rules", "check", str(tmp_path / "missing.yaml"))

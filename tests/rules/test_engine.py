@@ -414,3 +414,47 @@ def test_backends_agree_on_non_ascii_patterns_with_classes_and_alternations(tmp_
         raw = text + bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 4)))
         seen = [(t.classify([raw]).rule_id, t.classify([raw]).also_matched) for t in tables]
         assert all(s == seen[0] for s in seen), raw
+
+
+def test_warning_level_lines_are_not_evidence(tmp_path):
+    # What a step reports at warning level it went on from: not a failure, for any rule.
+    rules = write_rules(
+        tmp_path,
+        """
+rules:
+  - id: timeout
+    category: network_error
+    match:
+      log: ['connect ETIMEDOUT']
+  - id: analyzer
+    category: lint_failure
+    warning_lines: true
+    match:
+      log: ['\\(\\S+\\.dart, line \\d+, col \\d+\\)']
+""",
+    )
+    table = load_table(rules, include_default=False)
+    warned = [
+        b"[warning]connect ETIMEDOUT 13.107.42.16:443",  # GitHub Actions, as downloaded
+        b"2023-02-09T20:11:49.9484027Z ##[warning]connect ETIMEDOUT 1.2.3.4:443",
+        b"::warning file=a.js,line=1::connect ETIMEDOUT 1.2.3.4:443",
+        b"Warning: connect ETIMEDOUT 1.2.3.4:443",  # the web view's rendering
+        b"[2023-02-08T07:29:15.204Z] [warning]connect ETIMEDOUT 1.2.3.4:443",  # under Jenkins
+        b"#5 0.989 ##[warning]connect ETIMEDOUT 1.2.3.4:443",  # inside a BuildKit step
+        b"##vso[task.logissue type=warning]connect ETIMEDOUT 1.2.3.4:443",
+    ]
+    for line in warned:
+        assert table.classify([line + b"\n"]).rule_id is None, line
+    # The same words at error level, a warning quoted inside an error line, or a tool's own
+    # warning level (Maven's, npm's: tools print real causes there) still count.
+    for line in (b"npm ERR! connect ETIMEDOUT 1.2.3.4:443",
+                 b"##[error]connect ETIMEDOUT 1.2.3.4:443",
+                 b"Error: failed after [warning]connect ETIMEDOUT 1.2.3.4:443",
+                 b"[WARNING] Could not transfer metadata: connect ETIMEDOUT 1.2.3.4:443",
+                 b"npm WARN tar connect ETIMEDOUT 1.2.3.4:443"):
+        assert table.classify([line + b"\n"]).rule_id == "timeout", line
+    both = table.classify([warned[0] + b"\nnpm ERR! connect ETIMEDOUT 1.2.3.4:443\n"])
+    assert both.rule_id == "timeout" and [e.line for e in both.evidence] == [2]
+    # A rule whose findings are warnings by design opts in.
+    finding = b"[warning] Unused import (lib/main.dart, line 3, col 8)\n"
+    assert table.classify([finding]).rule_id == "analyzer"

@@ -130,6 +130,29 @@ def test_log_rule_outranks_bare_failure_reason(default_table):
         (b"/bin/bash: line 143:   812 Killed                  python train.py", "oom-killed"),
         # A web app's own 500 in its test output is not a registry outage.
         (b"127.0.0.1 - - GET /api/items 500 Internal Server Error", None),
+        # npm 6's wording for a missing lockfile; apk's and dnf's for a missing OS package.
+        ((b"npm ERR! `npm ci` can only install packages with an existing package-lock.json or "
+          b"npm-shrinkwrap.json with lockfileVersion >= 1."), "npm-ci-lockfile-out-of-sync"),
+        (b"#7 2.311 E: Package 'python-pip' has no installation candidate", "os-package-not-found"),
+        (b"  libressl-dev (no such package):", "os-package-not-found"),
+        (b"Error: Unable to find a match: python2-devel", "os-package-not-found"),
+        # gcc names the signal in English or the system's language; a cancel is not memory.
+        (b"g++: fatal error: Killed signal terminated program cc1plus", "oom-killed"),
+        (b"gcc: fatal error: Terminated signal terminated program cc1", None),
+        ((b"##[error]The runner has received a shutdown signal. This can happen when the runner "
+          b"service is stopped, or a manually started runner is canceled."), "ci-runner-lost"),
+        ((b"The connection to the server 10.12.0.2:6443 was refused - did you specify the right "
+          b"host or port?"), "kubernetes-api-unreachable"),
+        ((b"[ERROR] Failed to execute goal on project app: Could not resolve dependencies for project "
+          b"g:app:jar:1.0: Could not transfer artifact g:lib:jar:2.0 from/to central "
+          b"(https://repo.maven.apache.org/maven2): Connection reset"), "network-timeout"),
+        (b"ESLint found too many warnings (maximum: 0).", "eslint-failure"),
+        (b"Error: 2 tests failed.", "mocha-failure"),
+        (b"[ERROR] Errors: ", "junit-surefire-failure"),
+        (b"t/basic.t (Wstat: 256 (exited 1) Tests: 6 Failed: 3)", "perl-test-harness-failure"),
+        (b"Failed 1/1 test scripts, 0.00% okay. 1/4 subtests failed, 75.00% okay.", "perl-test-harness-failure"),
+        (b"Test Failed at /home/ci/.julia/dev/Foo/test/runtests.jl:12", "julia-test-failure"),
+        (b"error: 2 vulnerabilities found!", "cargo-audit-vulnerabilities"),
     ],
 )
 def test_patterns_hold_beyond_the_fixtures(default_table, line, rule):

@@ -106,6 +106,20 @@ def test_facts_kubernetes_executor_exit_code_and_no_commands(default_table):
     assert read_facts(default_table.scan([])).tail == []
 
 
+def test_a_command_that_only_reports_the_status_is_not_the_failing_one(default_table):
+    log = trace("$ yarn run test:ci", "Tests:       3 failed, 1416 passed, 1419 total",
+                "error Command failed with exit code 1.", "$ echo $?", "1", "$ exit 1")
+    facts = read_facts(default_table.scan([log]))
+    assert facts.command is not None and facts.command.text == "yarn run test:ci"
+    # Its output ends where the status report starts: the bare "1" is not a failing line.
+    assert [ln.text for ln in facts.failing_output][-1] == "error Command failed with exit code 1."
+    assert "1" not in [ln.text for ln in error_lines(facts)]
+    chained = read_facts(default_table.scan([trace("$ echo start && make -j4", "make: *** [all] Error 2")]))
+    assert chained.command.text == "echo start && make -j4"
+    only = read_facts(default_table.scan([trace("$ echo $?", "1")]))
+    assert only.command is not None and only.command.text == "echo $?"
+
+
 def test_the_command_far_above_the_tail_is_still_found(default_table):
     # 3 MB of test output after the command: more than the blocks kept as the tail.
     noise = "\n".join(f"test_{i} ... ok" for i in range(200_000))
@@ -199,6 +213,51 @@ def test_error_lines_are_bounded_and_deduplicated(default_table):
     many = [f"src/f{i}.ts(1,1): error TS2304: Cannot find name 'x'." for i in range(40)]
     facts = read_facts(default_table.scan([trace("$ tsc -p .", *many)]))
     assert len(error_lines(facts)) == 1  # same message modulo numbers
+
+
+def test_error_lines_read_past_ci_prefixes_and_npm_boilerplate(default_table):
+    log = (b" => ERROR [deps 1/1] RUN npm ci\n"
+           b"#0 0.988 npm ERR! code EUSAGE\n"
+           b"#0 0.992 npm ERR!\n"
+           b"#0 0.993 npm ERR! The `npm ci` command can only install with an existing package-lock.json\n"
+           b"#0 0.994 npm ERR!     at Object.run (/usr/lib/node_modules/npm/lib/ci.js:12:3)\n"
+           b"#0 0.995 npm ERR! A complete log of this run can be found in:\n")
+    texts = [ln.text for ln in error_lines(read_facts(default_table.scan([log])))]
+    assert "#0 0.988 npm ERR! code EUSAGE" in texts
+    assert any("can only install" in t for t in texts)
+    assert not any(t.endswith("npm ERR!") or "complete log" in t or " at Object" in t for t in texts)
+
+
+def test_error_lines_take_the_list_under_a_failure_header(default_table):
+    log = b"\n".join([
+        b"The following build commands failed:",
+        b"    CompileSwift normal x86_64",
+        b"    CompileSwiftSources normal x86_64 com.apple.xcode.tools.swift.compiler",
+        b"(2 failures)",
+        b"some later note",
+    ]) + b"\n"
+    texts = [ln.text.strip() for ln in error_lines(read_facts(default_table.scan([log])))]
+    assert texts[:4] == ["The following build commands failed:", "CompileSwift normal x86_64",
+                         "CompileSwiftSources normal x86_64 com.apple.xcode.tools.swift.compiler",
+                         "(2 failures)"]
+
+
+def test_error_lines_name_the_package_of_an_advisory(default_table):
+    log = (b"Name: activerecord\nVersion: 3.2.18\nAdvisory: OSVDB-90072\nCriticality: Medium\n"
+           b"URL: http://osvdb.org/show/osvdb/90072\nTitle: attr_protected bypass\n"
+           b"Solution: upgrade to >= 3.2.12\n")
+    texts = [ln.text for ln in error_lines(read_facts(default_table.scan([log])))]
+    assert texts[:2] == ["Name: activerecord", "Version: 3.2.18"]
+    # The same "Key: value" shape without an advisory field is only a banner.
+    banner = b"Name: my-service\nVersion: 1.2.3\nBuilt: today\nerror: deploy failed\n"
+    assert [ln.text for ln in error_lines(read_facts(default_table.scan([banner])))] == ["error: deploy failed"]
+
+
+def test_error_lines_prefer_the_signal_over_the_options_of_a_command(default_table):
+    log = (b"python train.py --timeout 120 --fail-fast\n 31%|###  | 63/204\n"
+           b"Process finished with exit code 137 (interrupted by signal 9:SIGKILL)\n")
+    texts = [ln.text for ln in error_lines(read_facts(default_table.scan([log])))]
+    assert texts == ["Process finished with exit code 137 (interrupted by signal 9:SIGKILL)"]
 
 
 # -- the layered verdict ----------------------------------------------------------------------

@@ -78,6 +78,8 @@ def test_pattern_matching_empty_line_is_refused(tmp_path):
         ("rules:\n  - id: x\n\tcategory: y\n", "not valid YAML"),
         ("rules:\n  - id: x\n    category: unknown\n    match: {log: !!python/object:os.system 'x'}\n", "match.log"),
         ("rules:\n  - id: [1, 2]\n    category: unknown\n    match: {exit_code: 1}\n", "id"),
+        ("rules:\n  - id: w\n    category: unknown\n    warning_lines: yes please\n    match: {exit_code: 1}\n",
+         "warning_lines"),
         ("rules:\n  - id: x\n    category: unknown\n    priority: high\n    match: {exit_code: 1}\n", "priority"),
         ("rules:\n  - id: x\n    category: unknown\n    match: {exit_code: 1}\n    reaction: {kind: retry, max_retries: 99}\n", "max_retries"),
         ("rules:\n  - id: x\n    category: unknown\n    match: {exit_code: 1}\n    enabled: maybe\n", "enabled"),
