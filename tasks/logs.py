@@ -17,6 +17,10 @@ from typing import Any, Iterator
 import orjson
 
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
+# Secrets registered by configure_logging, masked by every JsonFormatter in the process, also
+# those built from a logging config file (gunicorn's own loggers) that cannot be handed them.
+_registered: list[str] = []
+_registered_raw: set[str] = set()
 
 # Attributes every LogRecord has; anything else passed via `extra=` is emitted as a field.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
@@ -39,10 +43,7 @@ def bind(**fields: Any) -> None:
 class JsonFormatter(logging.Formatter):
     def __init__(self, secrets: list[str] | None = None) -> None:
         super().__init__()
-        # Longest first so a secret that contains another is masked whole; as it appears inside
-        # the JSON line (quotes, backslashes, newlines escaped).
-        self._secrets = [orjson.dumps(s).decode()[1:-1]
-                         for s in sorted({s for s in (secrets or []) if s}, key=len, reverse=True)]
+        self._secrets = json_forms(secrets or [])
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -59,13 +60,34 @@ class JsonFormatter(logging.Formatter):
             out["exc"] = self.formatException(record.exc_info)
         line = orjson.dumps(out, default=str).decode()
         for secret in self._secrets:
-            line = line.replace(secret, "[redacted]")
+            if secret in line:
+                line = line.replace(secret, "[redacted]")
+        if _registered and _registered is not self._secrets:
+            for secret in _registered:
+                if secret in line:
+                    line = line.replace(secret, "[redacted]")
         return line
 
 
+def json_forms(secrets: list[str]) -> list[str]:
+    """Longest first so a secret that contains another is masked whole; as each appears inside
+    JSON text (quotes, backslashes, newlines escaped)."""
+    return [orjson.dumps(s).decode()[1:-1]
+            for s in sorted({s for s in secrets if s}, key=len, reverse=True)]
+
+
+def register_secrets(secrets: list[str]) -> None:
+    """Mask these in every JSON log line of this process, whichever handler formats it."""
+    _registered_raw.update(s for s in secrets if s)
+    _registered[:] = json_forms(list(_registered_raw))
+
+
 def configure_logging(level: str = "INFO", secrets: list[str] | None = None) -> None:
+    register_secrets(secrets or [])
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(secrets))
+    formatter = JsonFormatter()
+    formatter._secrets = _registered  # every secret registered so far, this call's included
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -8,7 +8,8 @@ import time
 import orjson
 import pytest
 
-from tasks.inbox import LOG, PENDING, record_key
+from tasks.inbox import LOG, Inbox, record_key
+from tasks.schedule import SCHEDULE
 from tasks.settings import load_settings
 from tasks.signing import signature_header
 from webhooks.app import create_app
@@ -58,9 +59,9 @@ def test_accepts_and_enqueues_one_task(client, redis_client):
     assert message["headers"]["task"] == "devops_agent.process_event"
     body = orjson.loads(base64.b64decode(message["body"]))
     assert body[0] == [delivery]
-    record = redis_client.hgetall(record_key(delivery))
-    assert record[b"body"] == PIPELINE and record[b"status"] == b"queued"
-    assert redis_client.zscore(PENDING, delivery) is not None
+    record = Inbox(redis_client, queue=QUEUE).load(delivery)
+    assert record["body"] == PIPELINE and record["status"] == b"queued"
+    assert redis_client.zscore(SCHEDULE, "d:" + delivery) is not None  # redelivered if lost
     assert redis_client.zscore(LOG, delivery) is not None
 
 
@@ -225,3 +226,182 @@ def test_secrets_are_not_logged(client, capsys):
     post(client, token="wrong-secret")
     err = capsys.readouterr().err
     assert SECRET not in err
+
+
+# -- secrets bound to projects (WEBHOOK_SECRETS_FILE) ---------------------------------------------
+
+ACME_SECRET = "acme-group-secret-new"
+ACME_OLD = "acme-group-secret-old"
+SHOP_SECRET = "shop-project-secret"
+ID_SECRET = "project-77-secret"
+
+
+def pipeline(path=None, pid=None, top_id=None, **extra):
+    project = {}
+    if path is not None:
+        project["path_with_namespace"] = path
+    if pid is not None:
+        project["id"] = pid
+    body = {"object_kind": "pipeline", "object_attributes": {"id": 1, "status": "failed"}, **extra}
+    if project:
+        body["project"] = project
+    if top_id is not None:
+        body["project_id"] = top_id
+    return orjson.dumps(body)
+
+
+@pytest.fixture
+def bound(redis_server, redis_client, tmp_path):
+    path = tmp_path / "secrets.yaml"
+    path.write_text(f"acme/*: [{ACME_SECRET}, {ACME_OLD}]\n"
+                    f"acme/shop: {SHOP_SECRET}\n"
+                    f'"77": {ID_SECRET}\n')
+    return make_client(redis_server, WEBHOOK_SECRETS_FILE=str(path))
+
+
+def bound_to(redis_client, response):
+    record = redis_client.hgetall(record_key(response.json["delivery_id"]))
+    return orjson.loads(record[b"meta"])["bound_to"]
+
+
+@pytest.mark.parametrize("token,body,expected", [
+    (ACME_SECRET, pipeline("acme/web", 5), "acme/*"),
+    (ACME_OLD, pipeline("acme/sub/group/web", 5), "acme/*"),  # rotation; subgroups too
+    (ACME_SECRET, pipeline("ACME/Web", 5), "acme/*"),  # GitLab paths are case-insensitive
+    (SHOP_SECRET, pipeline("acme/shop", 15), "acme/shop"),
+    (ID_SECRET, pipeline(None, 77), "77"),
+    (ID_SECRET, orjson.dumps({"object_kind": "build", "project_id": 77}), "77"),  # Job Hook
+    (ID_SECRET, pipeline("other/thing", 77), "77"),  # the worker checks id and path agree
+    (SECRET, pipeline("anything/at-all", 1), "*"),  # the global secret: one trust domain
+    (SECRET, b'{"object_kind": "pipeline"}', "*"),
+])
+def test_a_bound_secret_speaks_for_its_projects(bound, redis_client, token, body, expected):
+    event = "Job Hook" if b'"build"' in body else "Pipeline Hook"
+    r = post(bound, body=body, token=token, event=event)
+    assert r.status_code == 202, r.json
+    assert bound_to(redis_client, r) == expected
+
+
+@pytest.mark.parametrize("token,body", [
+    (ACME_SECRET, pipeline("other/shop", 15)),  # another group's project
+    (ACME_SECRET, pipeline("acmeshop/x", 15)),  # not a prefix match
+    (ACME_SECRET, pipeline(None, 15)),  # id only: a path glob cannot vouch for it
+    (ACME_SECRET, b'{"object_kind": "pipeline"}'),  # names no project at all
+    (SHOP_SECRET, pipeline("acme/web", 5)),  # one project's secret, its sibling's delivery
+    (ID_SECRET, pipeline("acme/web", 5)),
+    (ID_SECRET, pipeline(None, 78)),
+])
+def test_a_bound_secret_cannot_speak_for_other_projects(bound, redis_client, token, body):
+    r = post(bound, body=body, token=token)
+    assert r.status_code == 401, r.json
+    assert r.json["status"] == "refused" and "X-Gitlab-Token" in r.json["error"]
+    assert queued(redis_client) == 0
+
+
+def test_the_most_specific_binding_is_recorded(redis_server, redis_client, tmp_path):
+    path = tmp_path / "secrets.json"
+    path.write_text(orjson.dumps({"acme/*": "shared-secret-1", "acme/shop": "shared-secret-1",
+                                  "15": ["shared-secret-1"]}).decode())
+    client = make_client(redis_server, WEBHOOK_SECRETS_FILE=str(path))
+    r = post(client, body=pipeline("acme/shop", 15), token="shared-secret-1")
+    assert r.status_code == 202 and bound_to(redis_client, r) == "15"
+    r = post(client, body=pipeline("acme/shop", 16), token="shared-secret-1")
+    assert r.status_code == 202 and bound_to(redis_client, r) == "acme/shop"
+
+
+def test_secrets_file_alone_is_enough(redis_server, redis_client, tmp_path):
+    path = tmp_path / "secrets.yaml"
+    path.write_text(f"acme/shop: {SHOP_SECRET}\n")
+    settings = load_settings({"WEBHOOK_SECRETS_FILE": str(path),
+                              "REDIS_URL": redis_server.client_url()})
+    client = create_app(settings).test_client()
+    assert post(client, body=pipeline("acme/shop", 15), token=SHOP_SECRET).status_code == 202
+    assert post(client, body=pipeline("acme/shop", 15), token=SECRET).status_code == 401
+
+
+@pytest.mark.parametrize("body,message", [
+    (b'{"object_kind": "pipeline", "project": "acme/shop"}', "project must be an object"),
+    (b'{"object_kind": "pipeline", "project": {"path_with_namespace": ["a"]}}', "must be a string"),
+    (b'{"object_kind": "pipeline", "project": {"id": "15"}}', "whole number"),
+    (b'{"object_kind": "pipeline", "project": {"id": true}}', "whole number"),
+    (b'{"object_kind": "pipeline", "project_id": 1.5}', "whole number"),
+    (b'{"object_kind": "pipeline", "project": {"id": 15}, "project_id": 16}', "different projects"),
+])
+def test_wrong_types_for_the_project_fields_are_400(client, redis_client, body, message):
+    r = post(client, body=body)
+    assert r.status_code == 400 and message in r.json["error"]
+    assert queued(redis_client) == 0
+
+
+# -- X-Gitlab-Instance ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("instance,status", [
+    ("https://gitlab.example.com", 202),
+    ("https://GitLab.Example.com:443/", 202),  # normalised: case, default port, path
+    ("https://gitlab.example.com/some/relative/root", 202),
+    ("http://gitlab.example.com", 401),  # another scheme
+    ("https://gitlab.example.com:8443", 401),
+    ("https://gitlab.evil.example", 401),
+    ("https://user@gitlab.example.com", 401),
+    ("not a url", 401),
+    ("", 401),
+])
+def test_instance_header_must_name_the_configured_gitlab(redis_server, redis_client, instance,
+                                                         status):
+    client = make_client(redis_server, GITLAB_URL="https://gitlab.example.com/")
+    r = post(client, **{"X-Gitlab-Instance": instance})
+    assert r.status_code == status, r.json
+    if status == 401:
+        assert "X-Gitlab-Instance" in r.json["error"]
+        text = client.get("/metrics").data.decode()
+        assert 'verification_failures_total{reason="instance_mismatch"}' in text
+
+
+def test_instance_is_not_checked_without_gitlab_url_or_header(redis_server, redis_client):
+    client = make_client(redis_server)
+    assert post(client, **{"X-Gitlab-Instance": "https://anything.example"}).status_code == 202
+    client = make_client(redis_server, GITLAB_URL="https://gitlab.example.com")
+    assert post(client, body=PIPELINE + b" ").status_code == 202  # not sent: older GitLab
+
+
+# -- hostile input: a JSON 4xx, never a 500 --------------------------------------------------------
+
+@pytest.mark.parametrize("object_kind", [["pipeline"], {"a": 1}, 7, True, 1.5])
+def test_object_kind_of_the_wrong_type_is_400(client, redis_client, object_kind):
+    r = post(client, body=orjson.dumps({"object_kind": object_kind}))
+    assert r.status_code == 400 and r.json["status"] == "refused"
+    assert "object_kind" in r.json["error"]
+
+
+@pytest.mark.parametrize("stamp", ["9" * 400, "-1", "+1700000000", "1_700_000_000",
+                                   "\u0661\u0662\u0663", "1e9", " 1700000000", "0x10"])
+def test_malformed_webhook_timestamp_is_401_not_500(redis_server, redis_client, stamp):
+    client = make_client(redis_server, WEBHOOK_SIGNING_KEY=SIGNING_KEY)
+    r = post(client, **{"webhook-id": "m", "webhook-timestamp": stamp,
+                        "webhook-signature": "v1,AAAA"})
+    assert r.status_code == 401 and r.json["status"] == "refused", r.json
+
+
+def test_a_body_that_cannot_be_read_is_400(client, redis_client):
+    from gunicorn.http.errors import InvalidChunkSize, NoMoreData
+
+    class Broken:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def read(self, *a):
+            raise self.exc
+
+    for exc in (InvalidChunkSize("zz"), NoMoreData(b""), OSError("reset")):
+        r = client.post("/webhooks/gitlab", headers={
+            "X-Gitlab-Event": "Pipeline Hook", "X-Gitlab-Token": SECRET,
+            "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input": Broken(exc), "wsgi.input_terminated": True})
+        assert r.status_code == 400 and r.json["status"] == "refused", (exc, r.data)
+        assert type(exc).__name__ in r.json["error"]
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "PUT", "DELETE", "PATCH"])
+def test_other_methods_answer_json(client, method):
+    r = client.open("/webhooks/gitlab", method=method)
+    assert r.status_code == 405 and r.is_json and r.json["status"] == "refused"

@@ -22,33 +22,56 @@ from tasks.events import OBJECT_KINDS, kind_of
 from tasks.inbox import Inbox
 from tasks.logs import configure_logging, log_context
 from tasks.settings import Settings, load_settings, signing_key_bytes
-from webhooks.verify import VerificationError, check_signature, check_token
+from webhooks.verify import (TokenVerifier, VerificationError, check_instance, check_signature,
+                             check_token, origin, project_named)
 
 log = logging.getLogger("devops_agent.webhooks")
 
 JSON_TYPES = ("application/json",)
 # Headers GitLab sends with a delivery that are worth keeping with the record (never the token).
 KEPT_HEADERS = ("X-Gitlab-Webhook-UUID", "X-Gitlab-Event-UUID", "X-Gitlab-Instance", "User-Agent")
+# The same as WSGI environ keys: read straight from the environ, one dict lookup each.
+_KEPT = tuple((h, "HTTP_" + h.upper().replace("-", "_")) for h in KEPT_HEADERS)
 
 
 def reply(code: int, **body: Any) -> Response:
     return Response(orjson.dumps(body), status=code, mimetype="application/json")
 
 
+class BodyError(Exception):
+    """The body could not be read: a malformed chunked encoding, or the client stopped early."""
+
+
 def read_body(limit: int) -> bytes | None:
     """The raw body, or None past `limit`. A chunked body (no Content-Length) is read in pieces
-    and abandoned at the limit, so a hostile sender cannot make us buffer more than that."""
-    if request.content_length is not None:
-        return request.get_data(cache=False)
-    if not request.environ.get("wsgi.input_terminated"):
-        return b""  # the server cannot tell where the body ends; treat it as absent
-    stream = request.environ["wsgi.input"]
-    buf = bytearray()
-    while chunk := stream.read(64 * 1024):
-        buf += chunk
-        if len(buf) > limit:
-            return None
-    return bytes(buf)
+    and abandoned at the limit, so a hostile sender cannot make us buffer more than that.
+    (webhooks/worker.py hands the app whole, decoded bodies; this is for any other server.)"""
+    try:
+        if request.content_length is not None:
+            return request.get_data(cache=False)
+        if not request.environ.get("wsgi.input_terminated"):
+            return b""  # the server cannot tell where the body ends; treat it as absent
+        stream = request.environ["wsgi.input"]
+        buf = bytearray()
+        while chunk := stream.read(64 * 1024):
+            buf += chunk
+            if len(buf) > limit:
+                return None
+        return bytes(buf)
+    except HTTPException:
+        raise  # werkzeug's own 400 (client disconnected) and 413
+    except Exception as exc:  # noqa: BLE001 - gunicorn's InvalidChunkSize, NoMoreData, OSError...
+        raise BodyError(type(exc).__name__) from None
+
+
+class _Key:
+    __slots__ = ("key",)
+
+    def __init__(self, key: bytes | None) -> None:
+        self.key = key
+
+    def __repr__(self) -> str:
+        return "_Key(**********)"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -62,8 +85,14 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app = Flask("devops_agent")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    secrets = [s.value.encode() for s in settings.webhook_secrets]
-    signing_key = (signing_key_bytes(settings.webhook_signing_key.value)
+    # Flask would answer OPTIONS itself with an empty text/html 200; every answer here is JSON
+    # (an OPTIONS request gets 405 like any other method a route does not take).
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    verifier = TokenVerifier([s.value for s in settings.webhook_secrets], settings.webhook_bindings)
+    instance = origin(settings.gitlab_url) if settings.gitlab_url else None
+    # The decoded key lives in this holder, not in a local of `receive` that an error
+    # reporter could capture with the frame (tasks/observability.py also turns that off).
+    signing = _Key(signing_key_bytes(settings.webhook_signing_key.value)
                    if settings.webhook_signing_key else None)
     client = redis.Redis.from_url(settings.redis_url.replace("redis+socket://", "unix://"),
                                   socket_timeout=2, socket_connect_timeout=1)
@@ -78,32 +107,37 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.post("/webhooks/gitlab")
     def receive() -> Response:
-        headers = request.headers
-        event = headers.get("X-Gitlab-Event", "")
-        idem = headers.get("Idempotency-Key") or headers.get("webhook-id")
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        env = req.environ
+        event = env.get("HTTP_X_GITLAB_EVENT", "")
+        idem = env.get("HTTP_IDEMPOTENCY_KEY") or env.get("HTTP_WEBHOOK_ID")
         label = event if kind_of(event) else "other"
         with log_context(idempotency_key=idem, event=event or None):
             try:
-                check_token(headers.get("X-Gitlab-Token"), secrets)
+                hits = verifier.match(env.get("HTTP_X_GITLAB_TOKEN"))
+                check_instance(env.get("HTTP_X_GITLAB_INSTANCE"), instance)
             except VerificationError as exc:
                 metrics.VERIFICATION_FAILURES.labels(reason=exc.reason).inc()
                 return refuse(401, label, exc.reason, str(exc))
             if not event:
                 return refuse(400, label, "no_event", "missing X-Gitlab-Event header")
-            if request.mimetype not in JSON_TYPES:
+            if req.mimetype not in JSON_TYPES:
                 return refuse(415, label, "content_type",
-                              f"Content-Type must be application/json, not {request.mimetype or 'empty'!r}")
-            length = request.content_length
+                              f"Content-Type must be application/json, not {req.mimetype[:100] or 'empty'!r}")
+            length = req.content_length
             if length is not None and length > settings.max_body_bytes:
                 return refuse(413, label, "too_large",
                               f"body of {length} bytes exceeds the limit of {settings.max_body_bytes}")
-            body = read_body(settings.max_body_bytes)
+            try:
+                body = read_body(settings.max_body_bytes)
+            except BodyError as exc:
+                return refuse(400, label, "bad_body", f"the body could not be read ({exc})")
             if body is None:
                 return refuse(413, label, "too_large",
                               f"chunked body exceeds the limit of {settings.max_body_bytes} bytes")
-            if signing_key is not None:
+            if signing.key is not None:
                 try:
-                    check_signature(headers, body, signing_key)
+                    check_signature(req.headers, body, signing.key)
                 except VerificationError as exc:
                     metrics.VERIFICATION_FAILURES.labels(reason=exc.reason).inc()
                     return refuse(401, label, exc.reason, str(exc))
@@ -119,10 +153,25 @@ def create_app(settings: Settings | None = None) -> Flask:
             if not isinstance(payload, dict):
                 return refuse(400, label, "bad_json", "body must be a JSON object")
             object_kind = payload.get("object_kind")
-            if object_kind is not None and OBJECT_KINDS.get(object_kind) != kind:
+            if object_kind is not None and (not isinstance(object_kind, str)
+                                            or OBJECT_KINDS.get(object_kind) != kind):
+                shown = object_kind if isinstance(object_kind, str) else type(object_kind).__name__
                 return refuse(400, label, "kind_mismatch",
-                              f"X-Gitlab-Event is {event!r} but object_kind is {str(object_kind)[:50]!r}")
-            meta = {h: headers[h] for h in KEPT_HEADERS if h in headers}
+                              f"X-Gitlab-Event is {event[:100]!r} but object_kind is {shown[:50]!r}")
+            try:
+                path, project_id = project_named(payload)
+            except ValueError as exc:
+                return refuse(400, label, "bad_project", str(exc))
+            bound_to = verifier.bound_to(hits, path, project_id)
+            if bound_to is None:
+                reason = "token_wrong_project"
+                metrics.VERIFICATION_FAILURES.labels(reason=reason).inc()
+                return refuse(401, label, reason,
+                              "X-Gitlab-Token is not valid for the project this delivery names"
+                              if path or project_id is not None else
+                              "X-Gitlab-Token is bound to projects and this delivery names none")
+            meta = {h: env[k] for h, k in _KEPT if k in env}
+            meta["bound_to"] = bound_to
             started = time.perf_counter()
             try:
                 accepted = inbox.accept(event=event, kind=kind, body=body, idempotency_key=idem,
@@ -138,7 +187,8 @@ def create_app(settings: Settings | None = None) -> Flask:
                 log.info("duplicate delivery", extra={"delivery_id": accepted.delivery_id})
                 return reply(200, status="duplicate", delivery_id=accepted.delivery_id)
             metrics.DELIVERIES.labels(event=label, outcome="queued").inc()
-            log.info("queued", extra={"delivery_id": accepted.delivery_id, "bytes": len(body)})
+            log.info("queued", extra={"delivery_id": accepted.delivery_id, "bytes": len(body),
+                                      "bound_to": bound_to})
             return reply(202, status="queued", delivery_id=accepted.delivery_id)
 
     @app.get("/healthz")

@@ -5,11 +5,19 @@ import tempfile
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "sync"
+# An event loop per process that reads each request whole (head within HEADER_TIMEOUT_SECONDS,
+# body within BODY_TIMEOUT_SECONDS) before the app runs, so slow or hostile clients cannot hold
+# a worker, and that answers malformed requests with JSON (webhooks/worker.py).
+worker_class = "webhooks.worker.BufferingWorker"
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))
 # GitLab waits 10 s for an answer; we answer in milliseconds or not at all.
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
+# Request line and header limits (gunicorn's defaults); over them: 414 / 431, as JSON.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 accesslog = None
 # Each worker counts into its own files; /metrics sums them.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

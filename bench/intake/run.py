@@ -56,6 +56,9 @@ VARIANTS = {  # name -> (gunicorn app spec, needs redis)
     "receiver": ("webhooks.app:create_app()", True),
 }
 GOAL_RATIO = 0.7
+# Where a profiled worker is busy with a connection: sync worker, or webhooks/worker.py's loop.
+REQUEST_FRAMES = ("SyncWorker.handle ", "BufferingWorker._readable ", "BufferingWorker._flush ",
+                  "BufferingWorker._accept ", "BufferingWorker._sweep ")
 GOAL_P99_MS = 25.0
 
 
@@ -315,8 +318,9 @@ def print_profile(raw: Path, requests_per_worker: float, rate: int, top: int) ->
         frames = [f for f in frames if "(" in f]
         total += count
         try:
-            # gunicorn's SyncWorker.handle: parse the HTTP request, run the app, send, close
-            start = next(i for i, f in enumerate(frames) if f.startswith("SyncWorker.handle "))
+            # gunicorn's SyncWorker.handle (parse the HTTP request, run the app, send, close), or
+            # in webhooks/worker.py's loop what it does for a connection (read, run, send)
+            start = next(i for i, f in enumerate(frames) if f.startswith(REQUEST_FRAMES))
         except StopIteration:
             continue
         in_req += count
@@ -329,7 +333,7 @@ def print_profile(raw: Path, requests_per_worker: float, rate: int, top: int) ->
         return
     per_req_us = in_req / rate / max(requests_per_worker, 1) * 1e6
     print(f"  {total} samples, {in_req} ({in_req / total:.0%}) inside a request "
-          f"(gunicorn SyncWorker.handle); the rest in the worker loop (accept/select, heartbeat).")
+          f"(handling a connection); the rest in the worker loop (accept/select, heartbeat).")
     print(f"  ~{per_req_us:.0f} us of sampled worker time per request (assumes an even split "
           f"between workers)")
     print(f"  {'inclusive':>9} {'self':>6} {'~us/req':>8}  function (file)")
@@ -356,7 +360,7 @@ def fmt_spread(values: list[float], digits: int = 1) -> str:
 
 def report(results: dict, args) -> None:
     print(f"\nmedian of {args.repeats} run(s) [min-max]; {args.workers} gunicorn workers "
-          f"({args.worker_class or 'sync'}{f' x {args.threads} threads' if args.threads else ''}); "
+          f"({args.worker_class or 'gunicorn_conf: BufferingWorker'}{f' x {args.threads} threads' if args.threads else ''}); "
           f"redis over {args.redis}, appendfsync {args.appendfsync}; payload {args.payload.name} ({args.payload.stat().st_size} B)")
     for scenario in args.scenarios:
         title = (f"a) max throughput, {args.connections} connections, {args.duration:g} s"

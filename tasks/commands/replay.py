@@ -38,11 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--event", help="X-Gitlab-Event (default: from the payload's object_kind)")
     p.add_argument("--idempotency-key", help="reuse a key to test de-duplication (default: new)")
     p.add_argument("--timeout", type=float, default=10.0, help="GitLab's own default is 10 s")
+    p.add_argument("--token", help="the secret token to send (default: WEBHOOK_SECRET; with "
+                                   "WEBHOOK_SECRETS_FILE, the project's secret)")
     p.set_defaults(func=replay)
 
 
 def build_request(body: bytes, event: str | None, idempotency_key: str | None,
-                  instance: str | None = None) -> tuple[str, dict[str, str]]:
+                  instance: str | None = None, token: str | None = None
+                  ) -> tuple[str, dict[str, str]]:
     """Headers as GitLab sends them; returns (event, headers). Raises ValueError on bad input."""
     try:
         payload = orjson.loads(body)
@@ -61,18 +64,23 @@ def build_request(body: bytes, event: str | None, idempotency_key: str | None,
         known = ", ".join(sorted(set(EVENT_KINDS)))
         print(f"warning: {event!r} is not an event devops-agent handles ({known})", file=sys.stderr)
     settings = load_settings()
+    if token is None:
+        if not settings.webhook_secrets:
+            raise ValueError("no WEBHOOK_SECRET to send: pass --token with the project's secret")
+        token = settings.webhook_secrets[0].value
     key = idempotency_key or str(uuid.uuid4())
     headers = {
         "Content-Type": "application/json",
         "User-Agent": f"GitLab/{GITLAB_VERSION}",
         "X-Gitlab-Event": event,
-        "X-Gitlab-Token": settings.webhook_secrets[0].value,
+        "X-Gitlab-Token": token,
         "X-Gitlab-Webhook-UUID": str(uuid.uuid4()),
         "X-Gitlab-Event-UUID": str(uuid.uuid4()),
         "Idempotency-Key": key,
     }
     project = payload.get("project") if isinstance(payload.get("project"), dict) else {}
-    web_url = instance or str(project.get("web_url") or "")
+    # The receiver compares X-Gitlab-Instance with GITLAB_URL when that is set.
+    web_url = instance or settings.gitlab_url or str(project.get("web_url") or "")
     if web_url.startswith("http"):
         parts = urllib.parse.urlsplit(web_url)
         headers["X-Gitlab-Instance"] = f"{parts.scheme}://{parts.netloc}"
@@ -97,7 +105,7 @@ def replay(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        event, headers = build_request(body, args.event, args.idempotency_key)
+        event, headers = build_request(body, args.event, args.idempotency_key, token=args.token)
     except (ValueError, ConfigError) as exc:
         print(f"devops-agent: {exc}", file=sys.stderr)
         return 2
