@@ -16,7 +16,7 @@ def _gitlab(rt: Any) -> Any:
     from tasks.adapters.gitlab import GitLabAdapter
 
     return GitLabAdapter(s.gitlab_url, s.gitlab_token.value, dry_run=s.dry_run,
-                         max_log_bytes=s.max_log_bytes)
+                         max_log_bytes=s.max_log_bytes, timeout=s.gitlab_timeout_seconds)
 
 
 def _rules(rt: Any) -> Any:

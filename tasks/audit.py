@@ -1,4 +1,9 @@
-"""Audit trail: every command and label trigger — who, what, where, when, gates, outcome."""
+"""Audit trail: every command and label trigger — who, what, where, when, gates, outcome.
+
+Entries live in one sorted set scored by time, plus one per project (by id and by path) so a
+project's trail is read by score range, never by parsing everything. Each set is capped by count
+and by age.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +15,34 @@ import orjson
 
 KEY = "da:audit"
 KEEP = 50_000
+KEEP_PER_PROJECT = 5_000
+MAX_AGE = 365 * 86400
+
+
+def project_key(project: Any) -> str:
+    return f"{KEY}:p:{project}"
 
 
 def record(redis: Any, **entry: Any) -> dict[str, Any]:
     entry = {"id": uuid.uuid4().hex[:12], "at": round(time.time(), 3), **entry}
+    raw = orjson.dumps(entry, default=str)
+    keys = [KEY] + [project_key(p) for p in {entry.get("project"), entry.get("project_path")}
+                    if p not in (None, "")]
     pipe = redis.pipeline(transaction=False)
-    pipe.zadd(KEY, {orjson.dumps(entry, default=str): entry["at"]})
-    pipe.zremrangebyrank(KEY, 0, -KEEP - 1)
+    for key in keys:
+        pipe.zadd(key, {raw: entry["at"]})
+        pipe.zremrangebyrank(key, 0, -(KEEP if key == KEY else KEEP_PER_PROJECT) - 1)
+        pipe.zremrangebyscore(key, "-inf", entry["at"] - MAX_AGE)
+        if key != KEY:
+            pipe.expire(key, MAX_AGE)
     pipe.execute()
     return entry
 
 
 def query(redis: Any, *, project: str | None = None, since: float | None = None,
           limit: int = 100) -> list[dict[str, Any]]:
-    """Newest first; `project` matches the id or the full path."""
-    out = []
-    for raw in redis.zrevrangebyscore(KEY, "+inf", since if since is not None else "-inf"):
-        entry = orjson.loads(raw)
-        if project is not None and project not in (str(entry.get("project")),
-                                                   str(entry.get("project_path"))):
-            continue
-        out.append(entry)
-        if len(out) >= limit:
-            break
-    return out
+    """Newest first; `project` matches the id or the full path. Reads at most `limit` entries."""
+    key = KEY if project is None else project_key(project)
+    raws = redis.zrevrangebyscore(key, "+inf", since if since is not None else "-inf",
+                                  start=0, num=max(0, limit))
+    return [orjson.loads(raw) for raw in raws]

@@ -12,7 +12,7 @@ from celery import Celery
 
 from tasks.inbox import TASK_NAME
 
-app = Celery("devops_agent", include=["tasks.dispatch", "tasks.fix", "tasks.chatops.kube_deployer"])
+app = Celery("devops_agent", include=["tasks.celery_tasks"])
 
 
 def configure(broker_url: str | None = None, queue: str | None = None) -> Celery:

@@ -19,6 +19,7 @@ from tasks.settings import Settings
 log = logging.getLogger("devops_agent.decisions")
 
 DECISIONS_TTL = 7 * 86400
+MAX_DECISIONS = 200  # per delivery: a pipeline's jobs are capped well below this
 
 
 def decisions_key(delivery_id: str) -> str:
@@ -41,17 +42,19 @@ class HandlerContext:
     meta: dict[str, Any] = field(default_factory=dict)
     # The delivery's project as GitLab's API describes it, once read (tasks/facts.py).
     project: Any = None
-    # Tests collect follow-on tasks here instead of sending them to the broker.
+    # Tests collect follow-on jobs here; the worker runtime sends them through the engine.
     enqueued: list[tuple[str, dict[str, Any], str | None]] | None = None
+    jobs: Any = None
 
-    def enqueue(self, task_name: str, kwargs: dict[str, Any], queue: str | None = None) -> None:
-        """Send a follow-on task by name (the worker that runs it re-fetches what it needs)."""
+    def enqueue(self, task_name: str, kwargs: dict[str, Any], key: str | None = None) -> None:
+        """Ask for a follow-on job by name, once per `key` (what it acts on); the worker that
+        runs it re-fetches what it needs."""
         if self.enqueued is not None:
-            self.enqueued.append((task_name, kwargs, queue))
+            self.enqueued.append((task_name, kwargs, key))
             return
-        from tasks.celery_app import app
-
-        app.send_task(task_name, kwargs=kwargs, queue=queue or self.settings.task_queue)
+        if self.jobs is None:
+            raise RuntimeError("this context has no job engine to send follow-on work to")
+        self.jobs(task_name, kwargs, key)
 
     def decide(self, action: str, **details: Any) -> dict[str, Any]:
         """Record what a handler decided and why: logged, and kept with the delivery."""
@@ -62,6 +65,7 @@ class HandlerContext:
             key = decisions_key(self.delivery_id)
             pipe = self.redis.pipeline(transaction=False)
             pipe.rpush(key, orjson.dumps(entry, default=str))
+            pipe.ltrim(key, -MAX_DECISIONS, -1)
             pipe.expire(key, DECISIONS_TTL)
             pipe.execute()
         log.info("decision: %s", action, extra={"decision": entry})

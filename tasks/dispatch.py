@@ -1,67 +1,28 @@
-"""The one task the receiver enqueues: load the delivery, parse it, run its handlers, mark it done.
+"""Deliveries: load one from the inbox, parse it, run its handlers, mark it finished.
 
-`process_event` is a thin shell over `process_delivery`, a plain function the tests call directly.
-Exactly-once effects on top of at-least-once delivery come from three things: the inbox status
-(a finished delivery is never run again), a lease (two copies never run at once) and per-handler
-completion marks (a retried delivery skips the handlers that already finished).
+`process_delivery` is the plain function behind the `process_event` task (tasks/celery_tasks.py).
+Exactly-once effects on top of at-least-once delivery come from: the delivery's state in the
+engine (a finished delivery, or one backing off until later, is not run by a stray message),
+its lease (two copies never run at once), per-handler completion marks (a retried delivery skips
+the handlers that already finished), and handlers whose every effect is checked against GitLab
+before it is repeated. When and whether a delivery runs again is the engine's decision
+(tasks/items.py), by the kind of error (tasks/errors.py).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-import uuid
 from typing import Any
 
 import orjson
 
-from tasks.celery_app import app
 from tasks.events import EventError, parse_event
-from tasks.inbox import PENDING, TASK_NAME, lease_key, record_key
+from tasks.inbox import record_key
+from tasks.items import Outcome, StepFailed, run_item
 from tasks.logs import log_context
-from tasks.runtime import Runtime, runtime
+from tasks.runtime import Runtime
 
 log = logging.getLogger("devops_agent.dispatch")
-
-MAX_ATTEMPTS = 5
-FINISHED = {"done", "invalid", "dead"}
-
-# Renew only our own lease; delete only our own lease.
-_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-
-
-class Lease:
-    """A per-delivery lock that a background thread keeps alive while the task runs."""
-
-    def __init__(self, rt: Runtime, delivery_id: str) -> None:
-        self.client = rt.redis
-        self.key = lease_key(delivery_id)
-        self.token = uuid.uuid4().hex
-        self.ttl_ms = int(rt.settings.task_lease_seconds * 1000)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def acquire(self) -> bool:
-        if not self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
-            return False
-        self._thread = threading.Thread(target=self._renew, daemon=True, name="lease-renew")
-        self._thread.start()
-        return True
-
-    def _renew(self) -> None:
-        while not self._stop.wait(self.ttl_ms / 3000):
-            try:
-                self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms)
-            except Exception:  # noqa: BLE001 - a missed renewal only risks a harmless redelivery
-                log.warning("lease renewal failed", exc_info=True)
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=2)
-        self.client.eval(_RELEASE, 1, self.key, self.token)
 
 
 def process_delivery(rt: Runtime, delivery_id: str) -> str:
@@ -73,62 +34,50 @@ def process_delivery(rt: Runtime, delivery_id: str) -> str:
     event_name = record["event"].decode()
     kind = record["kind"].decode()
     idem = record.get("idempotency_key", b"").decode() or None
-    with log_context(delivery_id=delivery_id, event=event_name, idempotency_key=idem):
-        status = record["status"].decode()
-        if status in FINISHED:
-            log.info("already processed", extra={"status": status})
-            return "already-" + status
-        lease = Lease(rt, delivery_id)
-        if not lease.acquire():
-            log.info("another worker is processing this delivery")
-            return "leased"
-        try:
-            return _run(rt, delivery_id, kind, record)
-        finally:
-            lease.release()
-
-
-def _run(rt: Runtime, delivery_id: str, kind: str, record: dict[str, Any]) -> str:
-    attempts = rt.redis.hincrby(record_key(delivery_id), "attempts", 1)
-    if attempts > MAX_ATTEMPTS:
-        log.error("giving up after %d attempts", MAX_ATTEMPTS)
-        rt.inbox.finish(delivery_id, "dead")
-        rt.metrics_event(kind, "dead")
-        return "dead"
-    try:
-        event = parse_event(kind, orjson.loads(record["body"]))
-    except (EventError, orjson.JSONDecodeError) as exc:
-        log.warning("invalid payload: %s", exc)
-        rt.inbox.finish(delivery_id, "invalid", error=str(exc)[:500])
-        rt.metrics_event(kind, "invalid")
-        return "invalid"
-    rt.redis.hset(record_key(delivery_id), "status", "running")
     try:
         meta = orjson.loads(record.get("meta") or b"{}")
     except orjson.JSONDecodeError:
         meta = {}
+    meta = meta if isinstance(meta, dict) else {}
+
+    def work(state: dict[str, str], attempt: int) -> Outcome:
+        return _run_handlers(rt, delivery_id, kind, record, meta)
+
+    def finished(status: str, state: dict[str, str]) -> None:
+        rt.inbox.finished(delivery_id)
+        rt.metrics_event(kind, status)
+        if status in ("dead", "failed", "invalid"):
+            log.error("delivery %s: %s", status, state.get("error", ""),
+                      extra={"status": status})
+
+    with log_context(delivery_id=delivery_id, event=event_name, idempotency_key=idem,
+                     reconciled=True if meta.get("reconciled") else None):
+        outcome = run_item(rt.schedule, "d:" + delivery_id, work,
+                           ttl=rt.settings.inbox_retention_seconds, on_finish=finished,
+                           on_error=lambda error_kind: rt.metrics_error(kind, error_kind))
+        if outcome.startswith("already-") or outcome in ("not-due", "leased"):
+            log.info("skipped: %s", outcome)
+        return outcome
+
+
+def _run_handlers(rt: Runtime, delivery_id: str, kind: str, record: dict[str, Any],
+                  meta: dict[str, Any]) -> Outcome:
+    if "body" not in record:
+        return Outcome("invalid", detail="the delivery's body is no longer kept")
+    try:
+        event = parse_event(kind, orjson.loads(record["body"]))
+    except (EventError, orjson.JSONDecodeError) as exc:
+        log.warning("invalid payload: %s", exc)
+        return Outcome("invalid", detail=str(exc)[:500])
     for h in rt.registry.for_kind(kind, rt.settings.handlers):
         done_field = "handled:" + h.name
         if rt.redis.hexists(record_key(delivery_id), done_field):
             continue  # finished on an earlier attempt
-        ctx = rt.context(delivery_id, h.name, meta if isinstance(meta, dict) else {})
+        ctx = rt.context(delivery_id, h.name, meta)
         try:
             with log_context(handler=h.name):
                 h.fn(event, ctx)
-        except Exception:
-            log.exception("handler %s failed (attempt %d of %d)", h.name, attempts, MAX_ATTEMPTS)
-            # Back off before the reaper redelivers: 2, 4, 8... times the redelivery delay.
-            backoff = rt.settings.redeliver_after_seconds * (2 ** attempts)
-            rt.redis.zadd(PENDING, {delivery_id: time.time() + backoff})
-            rt.redis.hset(record_key(delivery_id), "status", "retrying")
-            rt.metrics_event(kind, "error")
-            raise
+        except Exception as exc:
+            raise StepFailed(h.name, exc) from exc
         rt.redis.hset(record_key(delivery_id), done_field, "1")
-    rt.inbox.finish(delivery_id, "done")
-    rt.metrics_event(kind, "done")
-    return "done"
-
-
-@app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def process_event(delivery_id: str) -> str:
-    return process_delivery(runtime(), delivery_id)
+    return Outcome("done")

@@ -121,13 +121,17 @@ def noteable_facts(gitlab: Any, project: int, kind: str, iid: int) -> NoteableFa
 
 
 def label_added_by(gitlab: Any, project: int, kind: str, iid: int,
-                   label: str) -> tuple[dict[str, Any], int] | None:
-    """(user, event id) of the latest event adding `label`, when that is the label's latest
-    event (a label added and removed again was not added)."""
-    latest = None
+                   label: str) -> tuple[dict[str, Any], int, bool] | None:
+    """(user, event id, removed since) of the latest event adding `label`; `removed` says a
+    later event took it off again."""
+    added, removed = None, False
     for event in gitlab.label_events(project, kind, iid):
-        if (event.get("label") or {}).get("name") == label:
-            latest = event
-    if latest is None or latest.get("action") != "add":
+        if (event.get("label") or {}).get("name") != label:
+            continue
+        if event.get("action") == "add":
+            added, removed = event, False
+        elif added is not None:
+            removed = True
+    if added is None:
         return None
-    return dict(latest.get("user") or {}), int(latest.get("id") or 0)
+    return dict(added.get("user") or {}), int(added.get("id") or 0), removed

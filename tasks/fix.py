@@ -81,16 +81,3 @@ def _publish(settings: Any, store: Store, send_task: Any, project: int, iid: Any
     (send_task or app.send_task)("devops_agent.fix_request", kwargs={
         "project": project, "issue_iid": iid, "ref": ref, "sha": sha, "pipeline": pipeline,
         "job": job, "verdict": verdict}, queue=settings.fix_queue)
-
-
-@app.task(name="devops_agent.fix_build", acks_late=True, reject_on_worker_lost=True,
-          ignore_result=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
-def fix_build_task(**kwargs: Any) -> str:
-    from tasks.runtime import runtime
-
-    rt = runtime()
-    gitlab = rt.adapter("gitlab")
-    if gitlab is None:
-        log.warning("fix_build: GitLab not configured")
-        return "skipped"
-    return fix_build(gitlab, Store(rt.redis), rt.settings, **kwargs)

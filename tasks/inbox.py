@@ -2,87 +2,69 @@
 
 Layout in Redis (all keys under `da:`):
   da:dedup:<sha256 of the delivery key>  -> delivery id, expires after the dedup window (24 h)
-  da:inbox:<delivery id>                 -> hash: event, body, status, attempts, received, ...
-  da:inbox:pending                       -> zset: delivery id -> when to re-enqueue if unfinished
-  da:inbox:log                           -> zset: delivery id -> received time (replay, audit)
-  da:lease:<delivery id>                 -> the worker processing it now (expires unless renewed)
+  da:inbox:<delivery id>                 -> hash: event, kind, status, attempts, received, ...
+                                            (the delivery's state in the engine, tasks/schedule.py)
+  da:body:<delivery id>                  -> the body, zlib-compressed; kept `body_retention`
+                                            after the delivery finished, the record longer
+  da:inbox:log                           -> zset: delivery id -> received time (listing, replay);
+                                            trimmed to the retention window on every accept
+  da:schedule                            -> the engine's schedule; a delivery is `d:<id>`
 
-Why not just `task.delay()`: publishing through Celery costs ~0.6-1 ms of Python per message and
-takes its own round trip, separate from the dedup check and the record. Here one Lua script does
-dedup + record + publish atomically in one round trip, so two concurrent copies of one delivery
-can never both be enqueued, and the 2xx is sent only once the task message is in Redis.
-The message itself is Celery's documented protocol 2 in kombu's Redis envelope (`celery_message`);
-the end-to-end tests run it through a real worker.
-
-Why a reaper: Redis hands an unacknowledged task back only after `visibility_timeout`, and kombu
-moves a message from the queue to its unacked set in two steps, so a worker killed in between
-loses it. The reaper re-enqueues any pending delivery whose lease is gone, within seconds.
+Why not just `task.delay()`: one Lua script does dedup + record + schedule + publish atomically
+in one round trip, so two concurrent copies of one delivery can never both be enqueued, and the
+2xx is sent only once the task message is in Redis (tasks/messages.py has the message format).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis
 
-PREFIX = "da:"
-PENDING = PREFIX + "inbox:pending"
-LOG = PREFIX + "inbox:log"
-TASK_NAME = "devops_agent.process_event"
+from tasks.messages import task_message
+from tasks.schedule import SCHEDULE, TASKS
 
-# KEYS: dedup, record, pending, log, queue
-# ARGV: id, dedup_ttl, now, redeliver_at, retention, message, then record field/value pairs
+PREFIX = "da:"
+LOG = PREFIX + "inbox:log"
+TASK_NAME = TASKS["d"]
+# A listing bound for the log, on top of its time window (a flood must not grow it unbounded).
+MAX_LOG = 200_000
+# Bodies above this are stored compressed (most are: JSON compresses 5-10x).
+COMPRESS_ABOVE = 1024
+
+# KEYS: dedup, record, schedule, log, queue, body
+# ARGV: id, dedup_ttl, now, lost_check_at, retention, message, body, body_ttl, max_log,
+#       then record field/value pairs
 _ACCEPT = """
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
 local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('SET', KEYS[6], ARGV[7], 'EX', ARGV[8])
+redis.call('ZADD', KEYS[3], ARGV[4], 'd:' .. ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[3] - ARGV[5])
+redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -tonumber(ARGV[9]) - 1)
 redis.call('LPUSH', KEYS[5], ARGV[6])
 -- Last, so a failure above never leaves a dedup mark for a delivery that was not queued.
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
-# Claim due deliveries nobody holds a lease on: push their due time forward and return them
-# with their redelivery count; the caller publishes a fresh message for each. A crash between
-# the claim and the publish only delays that delivery by one more window.
-# A delivery still 'queued' while the queue holds messages is most likely waiting its turn
-# behind a backlog, not lost: re-enqueueing it then only adds work when workers are behind
-# (seen in bench/e2e), so 'queued' ones are claimed only once the queue has drained.
-# KEYS: pending, queue. ARGV: now, next_due, limit.
-_CLAIM_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local claimed = {}
-local backlog = redis.call('LLEN', KEYS[2]) > 0
-for _, id in ipairs(due) do
-  local status = redis.call('HGET', 'da:inbox:' .. id, 'status')
-  if status == false or status == 'done' or status == 'dead' or status == 'invalid' then
-    redis.call('ZREM', KEYS[1], id)
-  else
-    redis.call('ZADD', KEYS[1], ARGV[2], id)
-    if redis.call('EXISTS', 'da:lease:' .. id) == 0 and not (status == 'queued' and backlog) then
-      claimed[#claimed + 1] = id
-      claimed[#claimed + 1] = redis.call('HINCRBY', 'da:inbox:' .. id, 'redeliveries', 1)
-    end
-  end
-end
-return claimed
-"""
 
-
-def dedup_key(idempotency_key: str | None, event: str, body: bytes) -> str:
-    """GitLab's Idempotency-Key (the same on a manual resend), else a hash of event + body."""
-    h = hashlib.sha256()
+def dedup_key(idempotency_key: str | None, event: str, body: bytes, scope: str = "") -> str:
+    """GitLab's Idempotency-Key (the same on a manual resend), else a hash of event + body;
+    within `scope`, the secret's binding, so a sender holding one project's secret cannot
+    pre-empt another project's delivery by reusing its key."""
+    h = hashlib.sha256(b"scope\0" + scope.encode("utf-8", "surrogatepass") + b"\0")
     if idempotency_key:
         h.update(b"key\0" + idempotency_key.encode("utf-8", "surrogatepass"))
     else:
@@ -91,27 +73,19 @@ def dedup_key(idempotency_key: str | None, event: str, body: bytes) -> str:
 
 
 def celery_message(task_id: str, queue: str, delivery_id: str, tag: str | None = None) -> bytes:
-    """A Celery protocol-2 task message `process_event(delivery_id)`, in kombu's Redis envelope."""
-    body = orjson.dumps([[delivery_id], {}, {"callbacks": None, "errbacks": None,
-                                             "chain": None, "chord": None}])
-    headers = {
-        "lang": "py", "task": TASK_NAME, "id": task_id, "shadow": None, "eta": None,
-        "expires": None, "group": None, "group_index": None, "retries": 0,
-        "timelimit": [None, None], "root_id": task_id, "parent_id": None,
-        "argsrepr": repr((delivery_id,)), "kwargsrepr": "{}", "origin": "devops-agent-web",
-        "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
-    }
-    return orjson.dumps({
-        "body": base64.b64encode(body).decode(),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": headers,
-        "properties": {
-            "correlation_id": task_id, "reply_to": "", "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue}, "priority": 0,
-            "body_encoding": "base64", "delivery_tag": tag or str(uuid.uuid4()),
-        },
-    })
+    """The `process_event(delivery_id)` message (tasks/messages.py)."""
+    return task_message(TASK_NAME, [delivery_id], queue, task_id=task_id, tag=tag,
+                        origin="devops-agent-web")
+
+
+def pack_body(body: bytes) -> bytes:
+    return b"z" + zlib.compress(body, 1) if len(body) > COMPRESS_ABOVE else b"r" + body
+
+
+def unpack_body(raw: bytes | None) -> bytes | None:
+    if raw is None:
+        return None
+    return zlib.decompress(raw[1:]) if raw[:1] == b"z" else raw[1:]
 
 
 @dataclass(frozen=True)
@@ -122,14 +96,15 @@ class Accepted:
 
 class Inbox:
     def __init__(self, client: redis.Redis, *, queue: str, dedup_ttl: int = 86400,
-                 redeliver_after: float = 15.0, retention: int = 7 * 86400) -> None:
+                 redeliver_after: float = 15.0, retention: int = 7 * 86400,
+                 body_retention: int = 86400) -> None:
         self.client = client
         self.queue = queue
         self.dedup_ttl = dedup_ttl
         self.redeliver_after = redeliver_after
         self.retention = retention
+        self.body_retention = min(body_retention, retention)
         self._accept = client.register_script(_ACCEPT)
-        self._claim_due = client.register_script(_CLAIM_DUE)
 
     # -- receiver side -------------------------------------------------------------------------
     def accept(self, *, event: str, kind: str, body: bytes, idempotency_key: str | None,
@@ -138,15 +113,17 @@ class Inbox:
         delivery_id = uuid.uuid4().hex
         now = time.time()
         fields: list[Any] = [
-            "event", event, "kind", kind, "body", body, "status", "queued", "attempts", 0,
-            "received", repr(now), "idempotency_key", idempotency_key or "",
-            "meta", orjson.dumps(meta or {}),
+            "event", event, "kind", kind, "status", "queued", "attempts", 0,
+            "received", repr(now), "published", repr(now), "idempotency_key", idempotency_key or "",
+            "meta", orjson.dumps(meta or {}), "bytes", len(body),
         ]
         result = self._accept(
-            keys=[dedup_key(idempotency_key, event, body), record_key(delivery_id), PENDING, LOG,
-                  self.queue],
+            keys=[dedup_key(idempotency_key, event, body, str((meta or {}).get("bound_to") or "")),
+                  record_key(delivery_id), SCHEDULE, LOG,
+                  self.queue, body_key(delivery_id)],
             args=[delivery_id, self.dedup_ttl, now, now + self.redeliver_after, self.retention,
-                  celery_message(delivery_id, self.queue, delivery_id), *fields],
+                  celery_message(delivery_id, self.queue, delivery_id), pack_body(body),
+                  self.retention, MAX_LOG, *fields],
         )
         if result == 1:
             return Accepted(delivery_id, duplicate=False)
@@ -157,59 +134,57 @@ class Inbox:
         raw = self.client.hgetall(record_key(delivery_id))
         if not raw:
             return None
-        return {k.decode(): v for k, v in raw.items()}
+        record = {k.decode(): v for k, v in raw.items()}
+        body = unpack_body(self.client.get(body_key(delivery_id)))
+        if body is not None:
+            record["body"] = body
+        return record
 
-    def reap(self, limit: int = 200) -> list[str]:
-        """Re-enqueue due, unleased, unfinished deliveries; returns their ids."""
-        now = time.time()
-        claimed = self._claim_due(keys=[PENDING, self.queue],
-                                  args=[now, now + self.redeliver_after, limit])
-        ids = [claimed[i].decode() for i in range(0, len(claimed), 2)]
-        if ids:
-            pipe = self.client.pipeline(transaction=False)
-            for did, n in zip(ids, claimed[1::2]):
-                # kombu keys its unacked set by delivery tag, so every copy needs its own.
-                pipe.lpush(self.queue, celery_message(did, self.queue, did, tag=f"{did}-r{n}"))
-            pipe.execute()
-        return ids
+    def trim_log(self, now: float | None = None) -> int:
+        """Drop log entries older than the retention (their records have expired)."""
+        cutoff = (time.time() if now is None else now) - self.retention
+        return int(self.client.zremrangebyscore(LOG, "-inf", cutoff))
+
+    def finished(self, delivery_id: str) -> None:
+        """After a delivery finished, its body goes sooner than its record (which `deliveries`
+        lists and the audit refers to)."""
+        self.client.expire(body_key(delivery_id), self.body_retention)
 
     def requeue(self, delivery_id: str) -> None:
-        """Run a recorded delivery again (an operator's decision): clear its per-handler marks,
-        mark it queued and publish a fresh message."""
+        """Run a recorded delivery again (an operator's decision): clear its per-handler marks
+        and attempts, and send it now."""
         key = record_key(delivery_id)
+        if not self.client.exists(body_key(delivery_id)):
+            raise LookupError(f"delivery {delivery_id}'s body is no longer kept "
+                              f"(bodies stay {self.body_retention}s after a delivery finished)")
         handled = [f for f in self.client.hkeys(key) if f.startswith(b"handled:")]
-        n = self.client.hincrby(key, "redeliveries", 1)
         pipe = self.client.pipeline(transaction=True)
         if handled:
             pipe.hdel(key, *handled)
-        pipe.hset(key, mapping={"status": "queued", "attempts": 0})
-        pipe.zadd(PENDING, {delivery_id: time.time() + self.redeliver_after})
-        pipe.lpush(self.queue, celery_message(delivery_id, self.queue, delivery_id,
-                                              tag=f"{delivery_id}-r{n}"))
-        pipe.execute()
-
-    def finish(self, delivery_id: str, status: str, **fields: Any) -> None:
-        """Mark a delivery processed (done, invalid or dead) and stop redelivering it."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(record_key(delivery_id), mapping={"status": status, "finished": repr(time.time()),
-                                                    **fields})
-        pipe.zrem(PENDING, delivery_id)
-        pipe.expire(record_key(delivery_id), self.retention)
+        pipe.hset(key, mapping={"status": "queued", "attempts": 0, "published": repr(time.time())})
+        pipe.hincrby(key, "requeued", 1)
+        pipe.persist(body_key(delivery_id))
+        pipe.zadd(SCHEDULE, {"d:" + delivery_id: time.time() + self.redeliver_after})
+        pipe.lpush(self.queue, celery_message(uuid.uuid4().hex, self.queue, delivery_id))
         pipe.execute()
 
     def recent(self, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:
-        """Newest deliveries first, without their bodies (for `replay --list` and audit)."""
+        """Newest deliveries first, without their bodies (for `deliveries` and audit)."""
         ids = self.client.zrevrangebyscore(LOG, "+inf", since or "-inf", start=0, num=limit)
-        out = []
+        pipe = self.client.pipeline(transaction=False)
         for raw_id in ids:
-            did = raw_id.decode()
-            fields = self.client.hmget(record_key(did), "event", "status", "received",
-                                       "idempotency_key", "attempts")
+            pipe.hmget(record_key(raw_id.decode()), "event", "status", "received",
+                       "idempotency_key", "attempts", "error", "meta")
+        out = []
+        for raw_id, fields in zip(ids, pipe.execute()):
             if fields[0] is None:
                 continue
-            out.append({"delivery_id": did, "event": fields[0].decode(),
+            meta = orjson.loads(fields[6] or b"{}")
+            out.append({"delivery_id": raw_id.decode(), "event": fields[0].decode(),
                         "status": fields[1].decode(), "received": float(fields[2]),
-                        "idempotency_key": fields[3].decode(), "attempts": int(fields[4] or 0)})
+                        "idempotency_key": fields[3].decode(), "attempts": int(fields[4] or 0),
+                        "error": (fields[5] or b"").decode(errors="replace") or None,
+                        "reconciled": bool(meta.get("reconciled"))})
         return out
 
 
@@ -217,5 +192,5 @@ def record_key(delivery_id: str) -> str:
     return PREFIX + "inbox:" + delivery_id
 
 
-def lease_key(delivery_id: str) -> str:
-    return PREFIX + "lease:" + delivery_id
+def body_key(delivery_id: str) -> str:
+    return PREFIX + "body:" + delivery_id

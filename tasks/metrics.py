@@ -21,3 +21,13 @@ CORRECTIONS = Counter("devops_agent_classification_corrections_total",
 EFFECTS_REFUSED = Counter("devops_agent_effects_refused_total",
                           "Side effects GitLab refused for good (403/404/409/422), by effect",
                           ["effect"])
+WORK_ERRORS = Counter("devops_agent_work_errors_total",
+                      "Errors raised by deliveries, deploy steps and jobs, by what they were "
+                      "(transient: retried with back-off; permanent: finished with the reason; "
+                      "bug: reported to Sentry)", ["kind", "error"])
+ITEMS_FINISHED = Counter("devops_agent_engine_items_finished_total",
+                         "Deploy steps, follow-on jobs and periodic passes finished, by kind and "
+                         "status (dead = out of attempts)", ["kind", "status"])
+RECONCILED = Counter("devops_agent_reconciled_total",
+                     "Work found by the reconcile pass that no webhook had brought, by kind",
+                     ["kind"])

@@ -40,8 +40,10 @@ class RedisServer:
     """A redis-server child process bound to loopback (TCP) or a unix socket in `data_dir`."""
 
     def __init__(self, data_dir: Path, *, port: int | None = None, unix_socket: bool = False,
-                 appendonly: bool = True, appendfsync: str | None = None) -> None:
+                 appendonly: bool = True, appendfsync: str | None = None,
+                 maxmemory: str | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.maxmemory = maxmemory or os.environ.get("REDIS_MAXMEMORY") or "1gb"
         self.unix_socket = unix_socket
         self.port = 0 if unix_socket else (port or free_port())
         self.appendonly = appendonly
@@ -81,6 +83,13 @@ class RedisServer:
             "--protected-mode", "yes",
             "--loglevel", "warning",
             "--logfile", str(self.data_dir / "redis.log"),
+            # A bound on memory that never evicts: every key here is either work that was
+            # acknowledged (queue, inbox, schedule) or a guard against doing it twice (dedup,
+            # effect marks), so losing one to eviction is worse than refusing a write. Writes
+            # fail with OOM at the limit; the receiver turns that into a 503 (GitLab shows it,
+            # and the reconcile pass catches up), while deletes and expiries keep working.
+            "--maxmemory", self.maxmemory,
+            "--maxmemory-policy", "noeviction",
         ]
         if self.unix_socket:
             args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]

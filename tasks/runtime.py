@@ -12,11 +12,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import orjson
 import redis
 
 from tasks.context import HandlerContext
 from tasks.handlers import Registry, load_handlers
 from tasks.inbox import Inbox
+from tasks.schedule import Schedule
 from tasks.settings import Settings, load_settings
 
 log = logging.getLogger("devops_agent.runtime")
@@ -28,6 +30,7 @@ class Runtime:
     redis: redis.Redis
     inbox: Inbox
     registry: Registry
+    schedule: Schedule
     # name -> factory building an adapter on first use (gitlab, deployer, rules)
     factories: dict[str, Callable[["Runtime"], Any]] = field(default_factory=dict)
     _built: dict[str, Any] = field(default_factory=dict)
@@ -44,12 +47,26 @@ class Runtime:
     def context(self, delivery_id: str, handler: str,
                 meta: dict[str, Any] | None = None) -> HandlerContext:
         return LazyContext(settings=self.settings, redis=self.redis, delivery_id=delivery_id,
-                           handler=handler, runtime=self, meta=dict(meta or {}))
+                           handler=handler, runtime=self, meta=dict(meta or {}),
+                           jobs=self.enqueue_job)
+
+    def enqueue_job(self, task_name: str, kwargs: dict[str, Any], key: str | None = None) -> bool:
+        """A follow-on job through the engine, keyed by what it acts on (`key`, else its
+        arguments): asked for twice, it runs once. Returns whether it was new."""
+        from tasks.jobs import job_member
+
+        return self.schedule.add_new(job_member(task_name, kwargs, key), fields={
+            "task": task_name, "kwargs": orjson.dumps(kwargs, default=str)})
 
     def metrics_event(self, kind: str, outcome: str) -> None:
         from tasks import metrics
 
         metrics.EVENTS_PROCESSED.labels(kind=kind, outcome=outcome).inc()
+
+    def metrics_error(self, kind: str, error_kind: str) -> None:
+        from tasks import metrics
+
+        metrics.WORK_ERRORS.labels(kind=kind, error=error_kind).inc()
 
 
 @dataclass
@@ -79,11 +96,16 @@ def build_runtime(settings: Settings, factories: dict[str, Callable[[Runtime], A
     client = redis_client(settings.redis_url)
     inbox = Inbox(client, queue=settings.task_queue, dedup_ttl=settings.dedup_ttl_seconds,
                   redeliver_after=settings.redeliver_after_seconds,
-                  retention=settings.inbox_retention_seconds)
+                  retention=settings.inbox_retention_seconds,
+                  body_retention=settings.body_retention_seconds)
     registry = load_handlers(settings.handlers, settings.extra_handler_modules)
+    schedule = Schedule(client, queue=settings.task_queue,
+                        lost_after=settings.redeliver_after_seconds,
+                        lease_ttl=settings.task_lease_seconds)
     from tasks.adapters_factory import default_factories
 
     return Runtime(settings=settings, redis=client, inbox=inbox, registry=registry,
+                   schedule=schedule,
                    factories={**default_factories(), **(factories or {})})
 
 

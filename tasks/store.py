@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from typing import Any, Iterator
 
 import orjson
 import redis
 
 DAY = 86400
+MAX_FLAKY = 500  # job or test names per project and kind
 STATE_TTL = 30 * DAY
 
 # KEYS: retried-mark for this job id, attempts counter for (pipeline, job name)
@@ -39,7 +39,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-_UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 # Record a pipeline of a ref unless a newer one is recorded: one step, so two workers finishing
 # two pipelines of one ref cannot both read "none newer" and the older overwrite the newer.
 # KEYS: ref hash. ARGV: pipeline id, info JSON, ttl. Returns 1 recorded, 0 an older pipeline.
@@ -134,12 +133,21 @@ class Store:
     def mark_flaky(self, project: int, names: list[str], kind: str, sha: str) -> None:
         key = f"da:flaky-{kind}:{project}"
         now = time.time()
-        for name in names:
+        for name in names[:MAX_FLAKY]:
             # once per (name, sha): a redelivered success must not count twice
             if self.r.set(f"da:flaky-seen:{project}:{kind}:{name}:{sha}", 1, nx=True, ex=STATE_TTL):
                 self.r.hincrby(key, name, 1)
                 self.r.hset(key + ":last", name, now)
         self.r.expire(key, 90 * DAY)
+        self.r.expire(key + ":last", 90 * DAY)
+        if self.r.hlen(key) > MAX_FLAKY:
+            # Keep the names seen flaky most recently.
+            last = sorted(((float(v), k) for k, v in self.r.hgetall(key + ":last").items()),
+                          reverse=True)
+            stale = [k for _, k in last[MAX_FLAKY:]]
+            if stale:
+                self.r.hdel(key, *stale)
+                self.r.hdel(key + ":last", *stale)
 
     def flaky(self, project: int, kind: str) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.r.hgetall(f"da:flaky-{kind}:{project}").items()}
@@ -182,15 +190,19 @@ class Store:
         self.r.set(f"da:once:{key}", 1, ex=ttl)
 
     @contextlib.contextmanager
-    def lock(self, name: str, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
-        """A short mutual-exclusion lock (sticky comment creation, issue creation)."""
-        key, token = f"da:lock:{name}", uuid.uuid4().hex
+    def lock(self, name: str, ttl: float = 5.0, wait: float = 10.0) -> Iterator[None]:
+        """Mutual exclusion around work that calls GitLab (comment, issue and job retry
+        creation): renewed while its holder lives, so a holder that was killed lets go within
+        `ttl`, however long the calls inside take with their retries."""
+        from tasks.schedule import Lease
+
+        lease = Lease(self.r, "lock:" + name, ttl)
         deadline = time.monotonic() + wait
-        while not self.r.set(key, token, nx=True, px=int(ttl * 1000)):
+        while not lease.acquire():
             if time.monotonic() > deadline:
                 raise Busy(f"lock {name} is held")
             time.sleep(0.05)
         try:
             yield
         finally:
-            self.r.eval(_UNLOCK, 1, key, token)
+            lease.release()

@@ -216,7 +216,10 @@ def react(ctx: Any, store: Store, pipe: PipelineRef, job: FailedJob, verdict: di
         # Whether this call took the claim or an earlier attempt did (and may have died before
         # or after its POST), GitLab says whether the retry exists; the comment says only that.
         try:
-            new_job = ensure_retried(ctx, pipe, job)
+            # Two deliveries of one pipeline (a resend, the reconcile pass) must not both find
+            # "no retry yet" while the other's POST is in flight.
+            with store.lock(f"retry:{pipe.project}:{job.id}"):
+                new_job = ensure_retried(ctx, pipe, job)
         except RetryRefused as refused:
             store.release_retry(pipe.project, pipe.pipeline, job.name, job.id, attempt)
             metrics.EFFECTS_REFUSED.labels(effect="retry_job").inc()
@@ -296,11 +299,11 @@ def hand_off_fix(ctx: Any, store: Store, pipe: PipelineRef, job: FailedJob,
     """Queue `fix_build` once per (pipeline, job name): it files or updates the fix issue."""
     if ctx.settings.dry_run:
         return "would hand off a fix task (dry run)"
-    if store.once(f"fix-handoff:{pipe.project}:{pipe.pipeline}:{job.name}"):
-        ctx.enqueue("devops_agent.fix_build", {
-            "project": pipe.project, "ref": pipe.ref, "sha": pipe.sha, "pipeline": pipe.pipeline,
-            "job": {"id": job.id, "name": job.name, "stage": job.stage}, "verdict": verdict,
-        })
+    # Keyed by what it acts on: a redelivered pipeline asks again and the engine runs it once.
+    ctx.enqueue("devops_agent.fix_build", {
+        "project": pipe.project, "ref": pipe.ref, "sha": pipe.sha, "pipeline": pipe.pipeline,
+        "job": {"id": job.id, "name": job.name, "stage": job.stage}, "verdict": verdict,
+    }, key=f"fix:{pipe.project}:{pipe.pipeline}:{job.name}")
     return "handed off as a fix task"
 
 

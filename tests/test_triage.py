@@ -179,7 +179,9 @@ def test_test_failure_hands_off_once(redis_client, gl):
     assert row["category"] == "test_failure" and row["action_kind"] == "fix"
     redis_client.delete("da:jobs:15:500")
     triage(ctx, pipe, [job])
-    assert [name for name, _, _ in ctx.enqueued] == ["devops_agent.fix_build"]
+    # Asked for twice, under one key: the engine creates the job once (tests/test_dispatch.py).
+    assert [(name, key) for name, _, key in ctx.enqueued] == \
+        [("devops_agent.fix_build", "fix:15:500:integration")] * 2
 
 
 def test_render_neutralises_hostile_evidence():

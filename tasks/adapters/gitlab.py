@@ -9,8 +9,8 @@ it: at most `max_retries` retries per HTTP request (python-gitlab's default is 1
 sleep for whatever Retry-After says). POSTs retry 429 only: a POST that got a 5xx or timed out
 may have been applied, and sending it again could double a comment or a job retry. A
 Retry-After longer than `max_retry_wait` is not slept through in a worker: the call fails at
-once with `RateLimited(retry_after=...)`, so the caller (a Celery task) can re-schedule itself
-with that countdown instead of stacking another layer.
+once with `RateLimited(retry_after=...)`, and the engine runs the work again no sooner than
+that (tasks/errors.py) instead of stacking another layer.
 
 Build one adapter per process (after Celery forks): it owns a requests session.
 
@@ -227,6 +227,21 @@ class GitLabAdapter:
         return self._call(what, lambda: [self._plain(o) for o in
                                          lister(get_all=True, per_page=self.per_page, **query)])
 
+    def _first(self, limit: int, what: str, lister: Callable[..., Any], **filters: Any) -> list[dict]:
+        """At most `limit` items, reading pages only as far as needed."""
+        query = {k: v for k, v in filters.items() if v is not None}
+        per_page = max(1, min(100, limit))
+
+        def read() -> list[dict]:
+            out: list[dict] = []
+            for obj in lister(iterator=True, per_page=per_page, **query):
+                out.append(self._plain(obj))
+                if len(out) >= limit:
+                    break
+            return out
+
+        return self._call(what, read)
+
     # -- projects, users ---------------------------------------------------------------------
     def current_user(self) -> dict:
         return self._call("current_user", lambda: self._gl.http_get("/user"))
@@ -284,6 +299,14 @@ class GitLabAdapter:
             except StopIteration:
                 return
             yield self._plain(job)
+
+    def failed_pipelines(self, project: ProjectRef, updated_after: str,
+                         limit: int = 100) -> list[dict]:
+        """Pipelines that failed and changed after `updated_after` (ISO 8601), newest first, at
+        most `limit` (one page when it fits)."""
+        return self._first(limit, "failed_pipelines", self._project(project).pipelines.list,
+                           status="failed", updated_after=updated_after, order_by="updated_at",
+                           sort="desc")
 
     def get_job(self, project: ProjectRef, job_id: int) -> dict:
         return self._call("get_job", lambda: self._plain(self._project(project).jobs.get(job_id)))
@@ -422,6 +445,26 @@ class GitLabAdapter:
         """All notes (system notes included), oldest first."""
         obj = self._noteable(project, kind, iid)
         return self._list("list_notes", obj.notes.list, sort="asc", order_by="created_at")
+
+    def recent_notes(self, project: ProjectRef, kind: str, iid: int, limit: int = 20) -> list[dict]:
+        """The newest `limit` notes, newest first."""
+        obj = self._noteable(project, kind, iid)
+        return self._first(limit, "recent_notes", obj.notes.list, sort="desc",
+                           order_by="created_at")
+
+    def updated_noteables(self, project: ProjectRef, kind: str, updated_after: str,
+                          limit: int = 50) -> list[dict]:
+        """Open issues or merge requests changed after `updated_after`, newest change first."""
+        p = self._project(project)
+        mgr = p.issues if kind == "issue" else p.mergerequests
+        return self._first(limit, "updated_noteables", mgr.list, state="opened",
+                           updated_after=updated_after, order_by="updated_at", sort="desc")
+
+    def group_projects(self, group: str, limit: int = 200) -> list[dict]:
+        """A group's projects, its subgroups' included, at most `limit`."""
+        return self._first(limit, "group_projects",
+                           self._gl.groups.get(group, lazy=True).projects.list,
+                           include_subgroups=True, archived=False, order_by="id", sort="asc")
 
     def get_note(self, project: ProjectRef, kind: str, iid: int, note_id: int) -> dict:
         """One note as GitLab has it now (author, body, system, created_at, updated_at)."""

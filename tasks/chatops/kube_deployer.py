@@ -1,32 +1,28 @@
-"""ChatOps → the Kubernetes deploy service, stepped by short Celery tasks, reported to GitLab.
+"""ChatOps → the Kubernetes deploy service, stepped by the engine, reported to GitLab.
 
 A deploy is a persisted state machine (tasks/deploy/service.py). Instead of sleeping in a worker
-between steps, each deploy sits in a Redis sorted set `da:deploys:due` scored by when its next
-step is due; the worker's reaper loop sends `advance_deploy` for due ones and pushes their due
-time forward, so a worker killed mid-step is simply followed by another `advance` a little later
-(every step is idempotent). Progress, the verdict and any post-mortem go to the command's reply.
+between steps, each deploy is an engine item `s:<deploy id>` (tasks/schedule.py) due when its
+next step is; a worker killed mid-step is followed by another once its lease lapses (every step
+is idempotent). Progress, the verdict and any post-mortem go to the command's reply.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import orjson
 
-from tasks.celery_app import app
 from tasks.chatops.deployer import DeployRequest, Ticket
 from tasks.comments import upsert_comment
 from tasks.config import AgentConfig
+from tasks.items import Outcome, run_item
 from tasks.store import Store
 
 log = logging.getLogger("devops_agent.deploy")
 
-DUE = "da:deploys:due"
 _DELETE_IF_STARTING = ("if redis.call('GET', KEYS[1]) == 'starting' then "
                        "return redis.call('DEL', KEYS[1]) end return 0")
-STEP_LEASE_SECONDS = 90  # a claimed step that did not report back is re-sent after this
 CONTEXT_TTL = 30 * 86400
 
 
@@ -185,7 +181,7 @@ class KubeDeployer:
             "project": request.project, "reply_to": request.reply_to,
             "requested_by": request.requested_by, "trigger_label": request.trigger_label,
             "line": request.command_line, "gitlab_deployment": gitlab_deployment}), ex=CONTEXT_TTL)
-        schedule(self.redis, deploy_id, time.time())
+        self.rt.schedule.add(step_member(deploy_id), send_now=True)
         return Ticket("queued", f"{request.action} `{deploy_id}` started", deploy_id)
 
     def status(self, project: int, env: str) -> dict[str, Any]:
@@ -194,48 +190,40 @@ class KubeDeployer:
                 "last": st.last.status if st.last else None}
 
 
-def schedule(redis: Any, deploy_id: str, at: float) -> None:
-    redis.zadd(DUE, {deploy_id: at})
+def step_member(deploy_id: str) -> str:
+    return "s:" + deploy_id
 
 
-def send_due(redis: Any, now: float | None = None, limit: int = 50) -> list[str]:
-    """Called by the worker's reaper loop: send `advance_deploy` for every due deploy."""
-    now = now or time.time()
-    due = [d.decode() for d in redis.zrangebyscore(DUE, "-inf", now, start=0, num=limit)]
-    sent = []
-    for deploy_id in due:
-        # claim: only the caller that moves the due time forward sends the step
-        if redis.zadd(DUE, {deploy_id: now + STEP_LEASE_SECONDS}, xx=True, ch=True, gt=True):
-            app.send_task("devops_agent.advance_deploy", args=[deploy_id])
-            sent.append(deploy_id)
-    return sent
-
-
-def advance_once(deployer: KubeDeployer, deploy_id: str) -> str:
-    """One short step of a deploy; re-schedules it (or not) from what the step says."""
+def advance_once(deployer: KubeDeployer, deploy_id: str) -> Outcome:
+    """One short step of a deploy, as the engine's work: run again after the step's wait, or
+    finished (the deploy's own record says how)."""
     from tasks.deploy.model import DeployNotFound
 
     try:
         step = deployer.service().advance(deploy_id)
     except DeployNotFound:
-        # The record expired or was removed: nothing is left to step, so stop scheduling it.
+        # The record expired or was removed: nothing is left to step.
         log.warning("deploy %s has no record any more; dropping its schedule", deploy_id)
-        deployer.redis.zrem(DUE, deploy_id)
-        return "missing"
+        return Outcome("done", detail="missing")
     if step.kind == "wait":
-        schedule(deployer.redis, deploy_id, time.time() + max(0.05, step.seconds))
-    else:
-        deployer.redis.zrem(DUE, deploy_id)
-    return step.kind
+        return Outcome(again=max(0.05, step.seconds))
+    # Paused deploys leave the schedule too: `promote` or `rollback` schedules them again.
+    return Outcome("done", detail=step.kind)
 
 
-@app.task(name="devops_agent.advance_deploy", acks_late=True, reject_on_worker_lost=True,
-          ignore_result=True)
-def advance_deploy(deploy_id: str) -> str:
-    from tasks.runtime import runtime
+def advance_deploy(rt: Any, deploy_id: str) -> str:
+    """The engine's `s:<deploy id>` item: every step under a lease, so a worker killed mid-step
+    is followed by another within the lease's lifetime, and never two steps at once."""
+    from tasks import metrics
 
-    deployer = runtime().adapter("deployer")
+    deployer = rt.adapter("deployer")
     if not isinstance(deployer, KubeDeployer):
-        log.warning("advance_deploy without Kubernetes environments configured")
+        log.warning("a deploy step without Kubernetes environments configured")
+        rt.schedule.finish(step_member(deploy_id), "invalid", ttl=CONTEXT_TTL,
+                           error="no Kubernetes environments are configured")
         return "skipped"
-    return advance_once(deployer, deploy_id)
+    return run_item(rt.schedule, step_member(deploy_id),
+                    lambda state, attempt: advance_once(deployer, deploy_id), ttl=CONTEXT_TTL,
+                    on_finish=lambda status, state: metrics.ITEMS_FINISHED.labels(
+                        kind="deploy_step", status=status).inc(),
+                    on_error=lambda error_kind: rt.metrics_error("deploy_step", error_kind))

@@ -186,10 +186,11 @@ def worker(args: argparse.Namespace) -> int:
     from celery.signals import worker_ready
 
     from tasks.celery_app import configure
-    from tasks.reaper import start_reaper
+    from tasks.engine_loop import start_engine
 
     app = configure(settings.redis_url.replace("unix://", "redis+socket://"), settings.task_queue)
-    worker_ready.connect(lambda **_: start_reaper(settings), weak=False)
+    # the engine loop (tasks/engine_loop.py): periodic items, and redelivery of lost ones
+    worker_ready.connect(lambda **_: start_engine(settings), weak=False)
     if metrics_port:
         worker_ready.connect(lambda **_: _serve_metrics(int(metrics_port)), weak=False)
     app.worker_main([

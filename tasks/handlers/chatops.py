@@ -9,6 +9,7 @@ from tasks.chatops.core import COMMANDS, Invocation, load_commands
 from tasks.chatops.parse import MAX_COMMANDS_PER_NOTE, parse_commands, parse_note
 from tasks.facts import note_facts, noteable_facts
 from tasks.handlers import HelpRecord, handler
+from tasks.reconcile import note_checked_key
 from tasks.store import Store
 from tasks.triage import not_actionable
 
@@ -58,7 +59,7 @@ def handle(event, ctx):
     except NotFound:
         return ctx.decide("skip", reason=f"GitLab has no note {hint.id} on {kind} {target.iid}")
     store = Store(ctx.redis)
-    seen = f"note-checked:{project}:{note.id}"
+    seen = note_checked_key(project, note.id)
     if note.system:
         return ctx.decide("skip", reason="system note")
     # An edit re-sends the hook, with or without `action`; GitLab's own timestamps tell. Only

@@ -13,5 +13,6 @@ def handle(event, ctx):
     key = f"da:deployed:{event.project.id}:{event.environment}"
     ctx.redis.hset(key, mapping={"status": event.status, "ref": event.ref or "",
                                  "sha": event.sha or "", "deployment": event.deployment_id or 0})
+    ctx.redis.expire(key, 90 * 86400)
     return ctx.decide("deployment", environment=event.environment, status=event.status,
                       ref=event.ref, sha=event.sha)

@@ -52,12 +52,19 @@ def handle(event, ctx):
         # Who added it, and whether it is still there, from GitLab's own records: the hook's
         # `user` and `changes` can be forged or stale.
         found = label_added_by(ctx.gitlab, project, kind, iid, label)
-        if found is None or label not in noteable.labels:
+        if found is None:
+            ctx.decide("skip", reason=f"GitLab has no addition of {label}")
+            continue
+        actor, event_id, removed = found
+        started = f"label-started:{project}:{kind}:{iid}:{label}:{event_id}"
+        # A label taken off again was not added; unless it is our own work in progress: acting
+        # on it moves the label, and a retry after a failed write must finish the job.
+        if (removed or label not in noteable.labels) and not store.seen(started):
             ctx.decide("skip", reason=f"GitLab has no current addition of {label}")
             continue
-        actor, event_id = found
         if not store.once(f"label:{project}:{kind}:{iid}:{label}:{event_id}"):
             continue  # this very addition was handled before
+        store.mark(started)
         inv = Invocation(
             ctx=ctx, config=ctx.config, project=project, project_path=facts.path,
             default_branch=facts.default_branch, kind=kind, iid=iid,

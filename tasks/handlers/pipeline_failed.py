@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import orjson
+
 from tasks.adapters.gitlab import NotFound
 from tasks.handlers import HelpRecord, handler
+from tasks.reconcile import triaged_key
+from tasks.store import Store
 from tasks.triage import MAX_FAILED_JOBS, FailedJob, not_actionable, triage, verified_pipeline
 
 HELP = HelpRecord(
@@ -29,11 +35,24 @@ def handle(event, ctx):
         status = raw.get("status")
     except NotFound:
         return ctx.decide("skip", reason=f"GitLab has no pipeline {attrs.id} in this project")
-    if status != "failed":
+    # A triage that was cut short (a timeout, a killed worker) may have retried a job already,
+    # which makes GitLab report the pipeline running: it is finished from the jobs it started
+    # with, so the comment says what happened to them.
+    started_key = f"da:triage-jobs:{event.project.id}:{attrs.id}"
+    started = ctx.redis.get(started_key)
+    if status != "failed" and started is None:
         return ctx.decide("skip", reason=f"GitLab says pipeline {attrs.id} is {status}")
-    failed = [FailedJob(j["id"], j["name"], j.get("stage", ""), j.get("failure_reason"))
-              for j in ctx.gitlab.pipeline_jobs(event.project.id, attrs.id, scope="failed")
-              if not j.get("allow_failure")][:MAX_FAILED_JOBS]
-    if not failed:
-        return ctx.decide("skip", reason="no failed job that is not allowed to fail")
+    if started is not None:
+        failed = [FailedJob(**row) for row in orjson.loads(started)]
+    else:
+        failed = [FailedJob(j["id"], j["name"], j.get("stage", ""), j.get("failure_reason"))
+                  for j in ctx.gitlab.pipeline_jobs(event.project.id, attrs.id, scope="failed")
+                  if not j.get("allow_failure")][:MAX_FAILED_JOBS]
+        if not failed:
+            return ctx.decide("skip", reason="no failed job that is not allowed to fail")
+        ctx.redis.set(started_key, orjson.dumps([dataclasses.asdict(job) for job in failed]), ex=86400)
     triage(ctx, pipe, failed)
+    ctx.redis.delete(started_key)
+    # The reconcile pass skips what is marked here (a late webhook is deduplicated by the
+    # handlers' own effect keys either way).
+    Store(ctx.redis).mark(triaged_key(event.project.id, attrs.id))

@@ -12,9 +12,10 @@ import yaml
 
 from tasks.adapters.gitlab import GitLabAdapter
 from tasks.chatops.deployer import DeployRequest
-from tasks.chatops.kube_deployer import DUE, KubeDeployer, advance_once
+from tasks.chatops.kube_deployer import KubeDeployer, advance_deploy, step_member
 from tasks.config import load_config
 from tasks.runtime import build_runtime
+from tasks.schedule import FINISHED
 from tasks.settings import load_settings
 from tests.deploy.conftest import FAST, NS
 
@@ -62,9 +63,10 @@ def make_deployer(tmp_path, redis_server, fake, web, gl, strategy):
 
 def run_to_end(deployer, deploy_id, until=20.0):
     deadline = time.monotonic() + until
-    while deployer.redis.zscore(DUE, deploy_id) is not None:
+    # The engine's work for the deploy, called as the worker's task would be when it is due.
+    while deployer.rt.schedule.state(step_member(deploy_id)).get("status") not in FINISHED:
         assert time.monotonic() < deadline, "deploy did not finish"
-        advance_once(deployer, deploy_id)
+        advance_deploy(deployer.rt, deploy_id)
         time.sleep(0.02)
 
 

@@ -8,15 +8,17 @@ import threading
 from tasks.chatops.deployer import DeployRequest
 from tasks.chatops.kube_deployer import KubeDeployer
 from tasks.config import AgentConfig
+from tasks.schedule import Schedule
 
 from .conftest import NS, env_config
 
 
 class Runtime:
-    """The two things KubeDeployer takes from the worker's runtime."""
+    """What KubeDeployer takes from the worker's runtime: Redis, the engine, two settings."""
 
     def __init__(self, redis):
         self.redis = redis
+        self.schedule = Schedule(redis, queue="submit-races")
 
         class settings:
             dry_run = False

@@ -20,7 +20,7 @@ from tasks.deploy.model import DeployRecord
 from tasks.inbox import record_key
 from tests.support.fake_kube import FakeHTTP, FakeKube
 from tests.support.hooks import PAYLOADS, label_hook, note_hook
-from tests.support.procs import Stack, base_env, post_delivery, wait_until
+from tests.support.procs import Stack, base_env, deploys_settled, post_delivery, wait_until
 
 PROJECT = 15
 ALICE, BOB, RITA = 7, 8, 9  # Developer, Maintainer, Reporter
@@ -88,7 +88,10 @@ def gl(stack, fake_gitlab_proc, kube, redis_client):
         if not kube.list("deployments", ns):
             kube.add_deployment(ns, "web", IMAGE.format(sha="a" * 40))
     fake.clear_calls()
-    return fake
+    yield fake
+    # A deploy a case started runs on in the worker: let it end before the next case flushes
+    # Redis under it (its last step would write its record back into the next case).
+    deploys_settled(redis_client)
 
 
 def send(stack, redis_client, payload: dict, event: str = "Note Hook") -> None:
@@ -321,3 +324,19 @@ def test_one_outcome_label_per_environment_on_both_tiers(stack, gl, kube, health
         health.set_status("/healthz", 200)
     current = [x for x in labels(gl) if x.startswith("env::")]
     assert sorted(current) == ["env::production::deployed", "env::staging::deploy-failed"]
+
+
+@pytest.mark.parametrize("trigger", ["label", "command"])
+def test_first_gitlab_write_failing_with_500_still_gives_one_deploy_and_one_reply(
+        stack, gl, kube, redis_client, trigger):
+    gl.fault(r"/issues/42/notes$", method="POST", status=500, count=1)
+    if trigger == "label":
+        send(stack, redis_client, label_hook(gl, PROJECT, 42, "deploy::staging", ALICE,
+                                             "dev-alice"), "Issue Hook")
+    else:
+        send(stack, redis_client, say(gl, "/devops deploy staging"))
+    wait_until(lambda: any("✅" in r for r in replies(gl)), timeout=40, what="the verdict")
+    assert len(deploys(redis_client)) == 1
+    assert len(gl.calls(method="POST", path_re=r"/issues/42/notes$")) >= 2  # the 500 was hit
+    assert len(replies(gl)) == 1
+    assert image(kube) == IMAGE.format(sha=SHA)

@@ -14,7 +14,7 @@ from tasks.adapters.gitlab import GitLabAdapter
 from tasks.inbox import record_key
 from tests.support.fake_kube import FakeHTTP, FakeKube
 from tests.support.hooks import note_hook
-from tests.support.procs import Stack, base_env, post_delivery, wait_until
+from tests.support.procs import Stack, base_env, deploys_settled, post_delivery, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = ROOT / "fixtures" / "payloads"
@@ -62,7 +62,7 @@ def stack(redis_server, fake_gitlab_process, kube, health, tmp_path_factory):
 
 
 @pytest.fixture
-def gl(stack, fake_gitlab_proc, kube, health):
+def gl(stack, fake_gitlab_proc, kube, health, redis_client):
     fake_gitlab_proc.add_user("dev-alice", id=ALICE)
     fake_gitlab_proc.add_project("acme/shop", id=PROJECT, members={ALICE: 30})
     fake_gitlab_proc.add_issue(PROJECT, "Ship it", iid=42)
@@ -70,7 +70,8 @@ def gl(stack, fake_gitlab_proc, kube, health):
                                   jobs=[{"name": "build", "status": "success"}])
     if not kube.list("deployments", "shop"):
         kube.add_deployment("shop", "web", "registry.example.com/shop/web:" + "a" * 40)
-    return fake_gitlab_proc
+    yield fake_gitlab_proc
+    deploys_settled(redis_client)
 
 
 def note(gl, text: str) -> dict:

@@ -135,7 +135,7 @@ def test_test_failure_is_not_retried_and_a_fix_issue_is_filed(stack, gl, redis_c
     assert retries(gl) == []
 
     def fix_issues():
-        return [i for i in adapter(gl).find_issues(PROJECT, labels=["ci::fix-needed"])]
+        return [i for i in adapter(gl).find_issues(PROJECT, labels=["ci-fix-needed"])]
 
     wait_until(fix_issues, timeout=20, what="the fix issue")
     [issue] = fix_issues()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import requests
 
@@ -23,7 +23,11 @@ def base_env(redis_url: str | None, **extra: str) -> dict[str, str]:
            if k not in {"REDIS_URL", "GITLAB_URL", "GITLAB_TOKEN", "SENTRY_DSN",
                         "WEBHOOK_SIGNING_KEY", "PROMETHEUS_MULTIPROC_DIR"}}
     env.update({"WEBHOOK_SECRET": SECRET, "LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT),
-                "REDELIVER_AFTER_SECONDS": "1", "TASK_LEASE_SECONDS": "2"})
+                "REDELIVER_AFTER_SECONDS": "1", "TASK_LEASE_SECONDS": "2",
+                # Tests flush Redis between cases while the fake GitLab keeps its history: a
+                # reconcile pass would catch up on the previous case's work. The reconcile
+                # tests turn it on.
+                "RECONCILE_INTERVAL_SECONDS": "0"})
     if redis_url:
         env["REDIS_URL"] = redis_url
     env.update(extra)
@@ -45,8 +49,10 @@ class Proc:
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
         self.argv, self.env, self.log_path = argv, env, log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
 
     def start(self) -> "Proc":
+        self.started_at = time.time()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log,
@@ -139,3 +145,12 @@ class Stack:
         self.web.stop()
         errors = [l for l in self.worker.log().splitlines() if '"level":"error"' in l]
         assert errors == [], errors[:3]
+
+
+def deploys_settled(redis_client: Any, timeout: float = 60.0) -> None:
+    """Wait until no deploy step is scheduled or running in the engine."""
+    def settled() -> bool:
+        members = redis_client.zrange("da:schedule", 0, -1)
+        return not any(m.startswith(b"s:") for m in members) and \
+            not list(redis_client.scan_iter("da:lease:s:*"))
+    wait_until(settled, timeout=timeout, what="running deploys to finish")

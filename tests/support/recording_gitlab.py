@@ -293,6 +293,12 @@ class RecordingGitLab:
 
         return gen()
 
+    def failed_pipelines(self, project: Any, updated_after: str, limit: int = 100) -> list[dict]:
+        self._enter("failed_pipelines", project, updated_after, limit=limit)
+        return self._send("failed_pipelines", "GET", self._path(project, "/pipelines"), {
+            "status": "failed", "updated_after": updated_after, "order_by": "updated_at",
+            "sort": "desc"})[:limit]
+
     def get_job(self, project: Any, job_id: int) -> dict:
         self._enter("get_job", project, job_id)
         return self._send("get_job", "GET", self._path(project, f"/jobs/{job_id}"))
@@ -432,6 +438,25 @@ class RecordingGitLab:
         self._enter("list_notes", project, kind, iid)
         path = self._path(project, f"/{self._kind(kind)}/{iid}/notes")
         return self._send("list_notes", "GET", path, {"sort": "asc", "order_by": "created_at"})
+
+    def recent_notes(self, project: Any, kind: str, iid: int, limit: int = 20) -> list[dict]:
+        self._enter("recent_notes", project, kind, iid, limit=limit)
+        path = self._path(project, f"/{self._kind(kind)}/{iid}/notes")
+        return self._send("recent_notes", "GET", path,
+                          {"sort": "desc", "order_by": "created_at"})[:limit]
+
+    def updated_noteables(self, project: Any, kind: str, updated_after: str,
+                          limit: int = 50) -> list[dict]:
+        self._enter("updated_noteables", project, kind, updated_after, limit=limit)
+        return self._send("updated_noteables", "GET", self._path(project, f"/{self._kind(kind)}"),
+                          {"state": "opened", "updated_after": updated_after,
+                           "order_by": "updated_at", "sort": "desc"})[:limit]
+
+    def group_projects(self, group: str, limit: int = 200) -> list[dict]:
+        self._enter("group_projects", group, limit=limit)
+        return self._send("group_projects", "GET", f"/groups/{quote(str(group), safe='')}/projects",
+                          {"include_subgroups": True, "archived": False, "order_by": "id",
+                           "sort": "asc"})[:limit]
 
     def create_note(self, project: Any, kind: str, iid: int, body: str) -> dict:
         self._enter("create_note", project, kind, iid, body)

@@ -182,6 +182,27 @@ class Api:
     def get_project(self, c: Call) -> Result:
         return Result(self.state.view_project(c.project, c.user))
 
+    @route("GET", r"/groups/(?P<group>[^/]+)/projects")
+    def list_group_projects(self, c: Call) -> Result:
+        """doc/api/groups.md#list-projects: the projects the caller can see in the group
+        (a full path or id), its subgroups' too with include_subgroups; 404 for no such group."""
+        group = unquote(c.args["group"]).strip("/").lower()
+        subgroups = c.flag("include_subgroups")
+        found, items = False, []
+        for proj in self.state.projects.values():
+            ns = proj["namespace"]
+            full, gid = ns["full_path"].lower(), str(ns["id"])
+            inside = full == group or gid == group or (subgroups and full.startswith(group + "/"))
+            found = found or full == group or gid == group or full.startswith(group + "/")
+            if inside and self.state.can_see(proj, c.user):
+                items.append(proj)
+        if not found:
+            raise not_found("Group")
+        if c.params.get("archived") is not None:
+            items = [x for x in items if bool(x.get("archived")) == c.flag("archived")]
+        items.sort(key=lambda x: x["id"], reverse=c.params.get("sort") == "desc")
+        return Result([self.state.view_project(x, c.user) for x in items], paginate=True)
+
     @route("GET", P + r"/members/all")
     def list_members_all(self, c: Call) -> Result:
         p = c.project

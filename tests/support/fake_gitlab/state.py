@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import re
 import threading
 import time
@@ -145,14 +144,24 @@ class FakeState:
             self.side_effects: list[str] = []
             self._offset = 0.0
             self._last = 0.0
-            self._ids = {k: itertools.count(1000) for k in
+            # GitLab's ids come from sequences: a new object's id is above every existing one
+            # (a retried job's id is above the job's), also when tests seed explicit ids.
+            self._ids = {k: 1000 for k in
                          ("project", "pipeline", "job", "issue", "mr", "note", "label", "emoji",
                           "deployment", "freeze", "user", "label_event", "snippet")}
             self.add_user(BOT_USER["username"], id=BOT_USER["id"], name=BOT_USER["name"],
                           token=BOT_TOKEN, bot=True)
 
     def _next(self, kind: str) -> int:
-        return next(self._ids[kind])
+        value = self._ids[kind]
+        self._ids[kind] = value + 1
+        return value
+
+    def _given(self, kind: str, value: Any) -> int:
+        """An explicit id from a test: later ids are allocated above it."""
+        value = int(value)
+        self._ids[kind] = max(self._ids[kind], value + 1)
+        return value
 
     def effect(self, record: str) -> None:
         self.side_effects.append(record)
@@ -279,7 +288,7 @@ class FakeState:
     def add_user(self, username: str, id: int | None = None, name: str | None = None,
                  token: str | None = None, bot: bool = False, state: str = "active") -> dict:
         with self.lock:
-            uid = int(id) if id is not None else self._next("user")
+            uid = self._given("user", id) if id is not None else self._next("user")
             self.users[uid] = {
                 "id": uid, "username": username, "name": name or username, "state": state,
                 "locked": False, "avatar_url": None,
@@ -304,7 +313,7 @@ class FakeState:
         if visibility not in ("private", "internal", "public"):
             raise bad_request("visibility does not have a valid value", key="error")
         with self.lock:
-            pid = int(id) if id is not None else self._next("project")
+            pid = self._given("project", id) if id is not None else self._next("project")
             namespace, _, name = path.rpartition("/")
             ts = self.now()
             p = {
@@ -399,7 +408,7 @@ class FakeState:
                     "trailers": {}, "extended_trailers": {},
                     "web_url": f"{p['web_url']}/-/commit/{sha}",
                     "_files": dict(p["_commits"][parent]["_files"]) if parent in p["_commits"] else {}}
-            pid = int(id) if id is not None else self._next("pipeline")
+            pid = self._given("pipeline", id) if id is not None else self._next("pipeline")
             ts = created_at or self.now()
             done = status not in ACTIVE
             pipe = {
@@ -433,7 +442,7 @@ class FakeState:
         with self.lock:
             p = self.project(project)
             pipe = self.pipeline(p, pipeline_id)
-            jid = int(id) if id is not None else self._next("job")
+            jid = self._given("job", id) if id is not None else self._next("job")
             ts = created_at or pipe["created_at"]
             if status == "failed" and failure_reason is None:
                 failure_reason = "script_failure"

@@ -1,0 +1,20 @@
+"""The worker's engine loop: schedule the periodic items, then send every item that is due
+(tasks/schedule.py) a few times per `lost_after`. Every worker runs one; the claim is atomic, so
+more workers only mean faster sends, never a second copy."""
+
+from __future__ import annotations
+
+import threading
+
+from tasks.periodic import ensure_periodic
+from tasks.runtime import build_runtime
+from tasks.schedule import start_scheduler
+from tasks.settings import Settings
+
+
+def start_engine(settings: Settings, period: float | None = None) -> threading.Thread:
+    rt = build_runtime(settings)
+    ensure_periodic(rt)
+    period = period or max(0.2, min(5.0, settings.redeliver_after_seconds / 3))
+    # Re-checked every pass: a periodic item is never left unscheduled (one ZSCORE each).
+    return start_scheduler(rt.schedule, period, on_pass=lambda: ensure_periodic(rt))
