@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE))
 import genlog  # noqa: E402
 
 from tasks.rules import load_table  # noqa: E402
-from tasks.rules.engine import read_chunks  # noqa: E402
+from tasks.rules.reading import read_chunks  # noqa: E402
 
 
 def ere(pattern: str) -> str:

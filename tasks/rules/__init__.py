@@ -1,8 +1,8 @@
-"""The rules table that classifies failed CI jobs (GitLab issue 3).
+"""The rules table that classifies failed CI jobs.
 
-Public API (other modules import only these names)::
-
-    from tasks.rules import load_table, RuleTable, Classification, RulesError
+Public API (other modules import only these names, from `tasks.rules`): `load_table`,
+`check_files`, `RuleTable`, `Classification`, `Evidence`, `Reaction`, `Rule`, `Problem`,
+`RulesError` and `CATEGORIES`::
 
     table = load_table(settings.rules_file)   # default table + user file; RulesError if invalid
     result = table.classify(job.trace(iterator=True), failure_reason=..., job_name=...,
@@ -17,14 +17,28 @@ raises (`str(RulesError)` lists every problem as `file:line: rule ID: field: mes
 `check_files(path)` returns the same problems as a list, for `devops-agent rules check`.
 `classify` takes any iterable of bytes chunks (or a binary file object); memory stays flat
 whatever the log size, and an empty or missing log still classifies on failure_reason/exit_code.
+The layered classifier (`classifier.Classifier`: GitLab's fields, the rules, the context of the
+failure, people's corrections) is what the service and `devops-agent classify` run.
 
-Modules: `table.py` (YAML load, validation, merge, classify), `engine.py` (the streaming scan),
-`prefilter.py` (Hyperscan / re2.Set prefilters, compiled-database cache),
-`result.py` (returned objects), `reasons.py` (GitLab failure reasons), `cli.py` (commands).
+Modules, in the order a log meets them:
+
+* the table: `loading.py` (read and merge the YAML files), `yamlnodes.py` (YAML with line
+  numbers), `validate.py` (check each rule), `model.py` (a rule, the categories),
+  `problems.py` (what is wrong with a file), `reasons.py` (GitLab's failure reasons),
+  `table.py` (`load_table`, and picking the winning rule);
+* the scan: `engine.py` (one pass for every rule), `reading.py` (newline-aligned blocks),
+  `cleaning.py` (escapes and section markers out), `prefilter.py` and `literals.py`
+  (Hyperscan / re2.Set, which patterns hit a block), `evidence.py` (matched lines as text),
+  `result.py` (returned objects);
+* the layers: `classifier.py`, `facts.py` (the log's end: failing command, exit code),
+  `context.py` (inference from the command and job names), `errorlines.py` (the lines to read
+  first), `signature.py` (what makes two failures the same);
+* tools: `corpus.py` (the labelled logs), `suggest.py`, `backtest.py`, and `cli/` (commands).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __all__ = [
@@ -40,19 +54,25 @@ __all__ = [
     "load_table",
 ]
 
+# Where each public name is defined.
 _FROM = {
+    "CATEGORIES": ".model",
     "Classification": ".result",
     "Evidence": ".result",
+    "Problem": ".problems",
     "Reaction": ".result",
+    "Rule": ".model",
+    "RuleTable": ".table",
+    "RulesError": ".problems",
+    "check_files": ".table",
+    "load_table": ".table",
 }
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: `devops-agent --help` imports tasks.rules.cli, and must not pay for yaml, re2 and
-    # hyperscan (a database compile) just to list commands.
-    if name not in __all__:
+    # Lazy: `devops-agent --help` imports tasks.rules.cli, and must not pay for importing yaml,
+    # re2 and hyperscan just to list commands.
+    if name not in _FROM:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    module = importlib.import_module(_FROM.get(name, ".table"), __name__)
+    module = importlib.import_module(_FROM[name], __name__)
     return getattr(module, name)

@@ -2,7 +2,7 @@
  *
  * Why by hand: no maintained library strips terminal escapes at C speed while releasing the
  * GIL, and the cleaning was the half of the rules engine's pass that could not overlap with
- * Hyperscan (which releases the GIL) on the other core. This mirrors engine._ESCAPES exactly:
+ * Hyperscan (which releases the GIL) on the other core. This mirrors cleaning._ESCAPES exactly:
  *
  *   ESC "[0Ksection_" ("start"|"end") ":" DIGIT+ ":" NAME+ ( "[" [^]\r\n]* "]" )? "\r"?
  *   | ESC "[" [\x30-\x3f]* [\x20-\x2f]* [\x40-\x7e]

@@ -1,5 +1,5 @@
-"""`devops-agent rules backtest`: run a rules table over a project's recent failed AND passed
-jobs and report, per rule, what it would have said.
+"""The backtest (behind `devops-agent rules backtest`, cli/backtest.py): run a rules table over a
+project's recent failed AND passed jobs and report, per rule, what it would have said.
 
 OpenStack's elastic-recheck judged a signature by how often it hit successful jobs (well under
 10% or it is noise); we report that for every rule, with its hits on failed jobs, its agreement
@@ -16,10 +16,11 @@ import os
 import re
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 SCOPES = ("failed", "success")
 NOISE_RATE = 0.10  # elastic-recheck: a signature hitting this share of passing jobs is noise
@@ -29,14 +30,15 @@ _SINCE = re.compile(r"^(\d{1,4})([hdw])$")
 class JobSource(Protocol):
     """The two GitLab calls a backtest makes (tasks/adapters/gitlab.py implements them)."""
 
-    def recent_jobs(self, project: Any, scopes: Iterable[str], limit: int = ...) -> Iterator[dict]: ...
+    def recent_jobs(self, project: Any, scopes: Iterable[str],
+                    limit: int = ...) -> Iterator[dict[str, Any]]: ...
 
     def job_log(self, project: Any, job_id: int) -> Any: ...
 
 
 def parse_since(raw: str, now: dt.datetime | None = None) -> dt.datetime:
     """`14d`, `36h`, `2w`, or an ISO date/time (UTC when no zone is given)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     m = _SINCE.match(raw.strip().lower())
     if m:
         n, unit = int(m.group(1)), m.group(2)
@@ -44,8 +46,9 @@ def parse_since(raw: str, now: dt.datetime | None = None) -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"--since: expected 14d, 36h, 2w or an ISO date, not {raw[:40]!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+        raise ValueError(
+            f"--since: expected 14d, 36h, 2w or an ISO date, not {raw[:40]!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ def collect(source: JobSource, projects: list[str], since: dt.datetime, cache: L
             if job.get("status") not in SCOPES:
                 continue
             jobs.append(StoredJob(project=str(project), id=int(job["id"]),
-                                  name=str(job.get("name") or ""), stage=str(job.get("stage") or ""),
+                                  name=str(job.get("name") or ""),
+                                  stage=str(job.get("stage") or ""),
                                   status=job["status"], failure_reason=job.get("failure_reason"),
                                   created_at=created, path=cache.path(project, int(job["id"]))))
     missing = [j for j in jobs if not j.path.is_file()]
@@ -221,10 +225,11 @@ def render(report: Report, limit: int = 30) -> str:
     noisy = set(report.noisy())
     order = sorted(report.rules.items(), key=lambda kv: (-kv[1].failed_wins, kv[0]))
     for rule, s in order:
-        rate = f" ({s.passed_hits / report.passed_jobs:.0%})" if report.passed_jobs and s.passed_hits else ""
+        rate = (f" ({s.passed_hits / report.passed_jobs:.0%})"
+                if report.passed_jobs and s.passed_hits else "")
         flag = " ⚠ noisy" if rule in noisy else ""
-        lines.append(f"| {rule}{flag} | {s.failed_wins} | {s.failed_hits} | {s.passed_hits}{rate} | "
-                     f"{s.agree}/{s.disagree} |")
+        lines.append(f"| {rule}{flag} | {s.failed_wins} | {s.failed_hits} | "
+                     f"{s.passed_hits}{rate} | {s.agree}/{s.disagree} |")
     if noisy:
         lines += ["", f"⚠ {len(noisy)} rule(s) match at least {NOISE_RATE:.0%} of passing jobs: "
                       "their patterns are noise there; tighten them or add an exclude."]

@@ -18,8 +18,9 @@ Only high-confidence verdicts may lead to a retry; the rule's reaction says whet
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO, Iterable, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from . import reasons
 from .context import infer

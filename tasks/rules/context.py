@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from itertools import pairwise
 
 from .facts import LogFacts
 
@@ -33,14 +34,14 @@ for _category, _names in (
            "mypy pyright black isort pycodestyle pydocstyle autopep8 golangci-lint gofmt goimports "
            "staticcheck revive rubocop standardrb erb-lint clippy rustfmt ktlint detekt "
            "checkstyle spotless shellcheck hadolint yamllint tflint phpcs phpstan psalm "
-           "php-cs-fixer swiftlint swiftformat pre-commit codespell vale actionlint editorconfig-checker "
-           "cargo-clippy cargo-fmt go-vet terraform-fmt helm-lint dotnet-format buf-lint "
-           "biome oxlint tslint sqlfluff ansible-lint cspell lint-staged"),
-    (TEST, "pytest py.test nose2 nosetests tox nox jest vitest mocha ava karma jasmine playwright "
-           "cypress gotestsum go-test cargo-test cargo-nextest rspec minitest phpunit pest paratest "
-           "dotnet-test vstest.console ctest bazel-test mix-test flutter-test dart-test "
-           "swift-test behave cucumber robot newman testcafe wdio codeceptjs unittest trial "
-           "xctest bats prove"),
+           "php-cs-fixer swiftlint swiftformat pre-commit codespell vale actionlint "
+           "editorconfig-checker cargo-clippy cargo-fmt go-vet terraform-fmt helm-lint "
+           "dotnet-format buf-lint biome oxlint tslint sqlfluff ansible-lint cspell lint-staged"),
+    (TEST, "pytest py.test nose2 nosetests tox nox jest vitest mocha ava karma jasmine "
+           "playwright cypress gotestsum go-test cargo-test cargo-nextest rspec minitest phpunit "
+           "pest paratest dotnet-test vstest.console ctest bazel-test mix-test flutter-test "
+           "dart-test swift-test behave cucumber robot newman testcafe wdio codeceptjs unittest "
+           "trial xctest bats prove"),
     (DEPENDENCY, "npm-ci npm-install npm-i yarn-install pnpm-install pip-install pip3-install "
                  "poetry-install poetry-lock uv-sync uv-lock pipenv-install bundle-install "
                  "composer-install composer-update go-mod cargo-fetch dotnet-restore nuget-restore "
@@ -60,21 +61,23 @@ for _category, _names in (
 
 # Words in a script name, make target, job name or stage, and what they point at. Checked in
 # this order: "lint-tests" is lint, "test-build" is a test.
-NAME_WORDS: tuple[tuple[str, frozenset[str]], ...] = (
-    (SECURITY, frozenset("sast dast secret secrets secret_detection dependency_scanning "
-                         "container_scanning security audit vuln vulnerability vulnerabilities "
-                         "scan scanning trivy grype snyk gitleaks semgrep bandit checkov tfsec "
-                         "license_scanning".split())),
-    (LINT, frozenset("lint linter linting lints format fmt formatting style prettier eslint "
-                     "stylelint codestyle code_quality quality typecheck type-check types mypy "
-                     "ruff flake8 pylint rubocop clippy hadolint shellcheck yamllint "
-                     "commitlint precommit pre-commit".split())),
-    (TEST, frozenset("test tests testing spec specs unit unittest unittests integration e2e "
-                     "acceptance smoke functional jest pytest rspec phpunit cypress playwright "
-                     "coverage".split())),
-    (DEPENDENCY, frozenset("deps dependencies install bootstrap vendor restore".split())),
-    (COMPILE, frozenset("build builds compile compiling assemble package packaging dist bundle "
-                        "image docker kaniko release".split())),
+NAME_WORDS: tuple[tuple[str, frozenset[str]], ...] = tuple(
+    (_category, frozenset(_words_of.split())) for _category, _words_of in (
+        (SECURITY, "sast dast secret secrets secret_detection dependency_scanning "
+                   "container_scanning security audit vuln vulnerability vulnerabilities "
+                   "scan scanning trivy grype snyk gitleaks semgrep bandit checkov tfsec "
+                   "license_scanning"),
+        (LINT, "lint linter linting lints format fmt formatting style prettier eslint "
+               "stylelint codestyle code_quality quality typecheck type-check types mypy "
+               "ruff flake8 pylint rubocop clippy hadolint shellcheck yamllint "
+               "commitlint precommit pre-commit"),
+        (TEST, "test tests testing spec specs unit unittest unittests integration e2e "
+               "acceptance smoke functional jest pytest rspec phpunit cypress playwright "
+               "coverage"),
+        (DEPENDENCY, "deps dependencies install bootstrap vendor restore"),
+        (COMPILE, "build builds compile compiling assemble package packaging dist bundle "
+                  "image docker kaniko release"),
+    )
 )
 
 # Runners that hand their real work to the next word(s): `npx eslint .` runs eslint.
@@ -137,10 +140,11 @@ def _strip_wrappers(words: list[str]) -> list[str]:
         if head == "timeout" and len(words) > 2:
             words = words[2:]
             continue
-        if head in ("bash", "sh", "zsh") and len(words) >= 3 and words[1] in ("-c", "-ec", "-xc", "-exc"):
+        shell = head in ("bash", "sh", "zsh")
+        if shell and len(words) >= 3 and words[1] in ("-c", "-ec", "-xc", "-exc"):
             words = _words(words[2])
             continue
-        if head in ("bash", "sh", "zsh") and len(words) >= 2 and not words[1].startswith("-"):
+        if shell and len(words) >= 2 and not words[1].startswith("-"):
             words = words[1:]  # `bash ci/run-tests.sh`: the script is what ran
             continue
         if head in ("python", "python3", "py") and len(words) >= 3 and words[1] == "-m":
@@ -199,7 +203,7 @@ def command_info(command: str | None) -> CommandInfo | None:
         runner = f"{base} {arg}"
         arg = _first_argument(words[1:])
     elif base in ("tox", "nox"):  # the environment or session named with -e / -s
-        for flag, value in zip(words, words[1:]):
+        for flag, value in pairwise(words):
             if flag in ("-e", "-s", "--session") and name_category(value) is not None:
                 return CommandInfo(f"{base} {flag} {value}", name_category(value), False)
     elif base == "cargo" and arg and arg.startswith("+"):  # cargo +nightly clippy
@@ -228,7 +232,8 @@ def infer(facts: LogFacts, *, job_name: str | None, stage: str | None,
 
     `markers` is how many lines of the failing output carry a generic error marker (error:,
     FAILED, fatal:, ✖ ...): output that says something failed makes the inference firmer."""
-    cmd = command_info(facts.command.text) if facts.command else None
+    command = facts.command.text if facts.command else ""
+    cmd = command_info(command)  # None without a command
     by_name = name_category(job_name)
     by_stage = name_category(stage)
     where = by_name or by_stage
@@ -241,7 +246,7 @@ def infer(facts: LogFacts, *, job_name: str | None, stage: str | None,
             confidence = "medium"
         else:
             confidence = "low"
-        said = f"inferred from the failing command `$ {_short(facts.command.text)}`"
+        said = f"inferred from the failing command `$ {_short(command)}`"
         if agree:
             said += f" and {where_text}"
         elif where:
@@ -250,7 +255,7 @@ def infer(facts: LogFacts, *, job_name: str | None, stage: str | None,
     if where is not None:
         said = f"inferred from {where_text} only"
         if cmd is not None:
-            said += f" (the failing command `$ {_short(facts.command.text)}` names no known tool)"
+            said += f" (the failing command `$ {_short(command)}` names no known tool)"
         return Inference(where, "low", f"{said}, low confidence", cmd.tool if cmd else None)
     return None
 

@@ -37,7 +37,8 @@ FALLBACK_LINES = 300
 # Lines are scored from where the tool's own output starts (CI prefixes such as BuildKit's
 # `#5 0.98 ` removed), so markers that belong at a line's start (`E: `, `  at `) are found there.
 _STRONG = _compile(
-    r"(?:\berror\b|\bERROR\b|\bFAILED\b|\bFAIL\b|\bfatal\b|\bFATAL\b|\bpanic:|Traceback \(most recent"
+    r"(?:\berror\b|\bERROR\b|\bFAILED\b|\bFAIL\b|\bfatal\b|\bFATAL\b|\bpanic:"
+    r"|Traceback \(most recent"
     r"|\bException\b|\bExceptionInInitializerError\b|\bAssertionError\b|✖|✗|❌|\bE\s{2,}\S"
     r"|^\s*\d+\s+failing\b|\bfailed\b.*\b(?:tests?|examples?|specs?)\b|\bundefined reference\b"
     r"|\bSegmentation fault\b|\bcore dumped\b"
@@ -57,8 +58,10 @@ _MEDIUM = _compile(
 _NOISE = _compile(
     r"(?:\b(?:0|no|zero) (?:errors?|failures?|failed|problems?|issues?|vulnerabilities)\b"
     r"|\b(?:errors?|failures?|failed)[=:]\s*0\b|\bwarn(?:ing)?s?\b|\bdeprecat|\bnotice\b"
-    r"|ERROR: Job failed: exit (?:code|status) \d+\s*$|(?:Error: )?Process completed with exit code \d+\.?\s*$"
-    r"|npm (?:ERR!|error) network (?:This is a problem related|In most cases you are behind|If you are behind"
+    r"|ERROR: Job failed: exit (?:code|status) \d+\s*$"
+    r"|(?:Error: )?Process completed with exit code \d+\.?\s*$"
+    r"|npm (?:ERR!|error) network (?:This is a problem related|In most cases you are behind"
+    r"|If you are behind"
     r"|'proxy' config|\s*$)"
     r"|^\s*(?:✓|√|✔|PASS\b|ok\b|PASSED\b)"
     # npm's block around its real message: help text, versions and paths, the lifecycle script
@@ -68,8 +71,10 @@ _NOISE = _compile(
     r"|Make sure you have|argv |node v?\d|npm +v?\d|cwd |syscall |Linux \d|Darwin \d|Windows_NT \d"
     r"|If you need help|Please include the following|or email it to|\s+<?https?://|\s+<[^<>\s]+>\s*$"
     r"|\s+\S+-debug(?:-\d+)?\.log|\s+at |System \S|command \"|node -v |npm -v "
-    r"|Additional logging details|not ok code \d|\S+@\S* [\w:.-]+: `|notarget(?: In most cases|\s*$)"
-    r"|network\s*$|(?:\w+ )?(?:This is (?:most likely|probably) not a problem with npm|and is related to ))"
+    r"|Additional logging details|not ok code \d|\S+@\S* [\w:.-]+: `"
+    r"|notarget(?: In most cases|\s*$)"
+    r"|network\s*$|(?:\w+ )?(?:This is (?:most likely|probably) not a problem with npm"
+    r"|and is related to ))"
     r"|^\s*at |^\s*File \"|Cleaning up|Uploading artifacts|Saving cache"
     r"|section_(?:start|end)|^\s*[\^~]+\s*$|^\s*[-=*#_]{6,}\s*$|Downloading|Unpacking|Collecting"
     r"|Requirement already satisfied|^\s*\d+%|\bretrying\b|Running after|shell: bash|^\s*\$ )")
@@ -107,9 +112,9 @@ class ScoredLine:
 # Every _STRONG or _MEDIUM match contains one of these (lower-cased): a line without any is
 # scored 0 without running the regexes, which is most lines of most logs.
 _GATE = ("err", "fail", "fatal", "panic", "traceback", "exception", "✖", "✗", "❌", "e  ", "e: ",
-         "sig", "can", "could", "unable", "not found", "undefined", "denied", "refused", "timed out",
-         "timeout", "killed", "abort", "invalid", "unexpected", "missing", "no such", "unresolved",
-         "violation", "vulnerab", "expected", "assert", "segmentation", "core dumped",
+         "sig", "can", "could", "unable", "not found", "undefined", "denied", "refused",
+         "timed out", "timeout", "killed", "abort", "invalid", "unexpected", "missing", "no such",
+         "unresolved", "violation", "vulnerab", "expected", "assert", "segmentation", "core dumped",
          "no matching", "exist", "not allowed", "unsupported", "0", "1", "2", "3", "4", "5",
          "6", "7", "8", "9")
 
@@ -198,7 +203,7 @@ def _in_context(scored: list[ScoredLine]) -> list[ScoredLine]:
         advisory = any(k in _ADVISORY_KEYS for k in keys) or any(
             _ADVISORY_ID.search(scored[k].line.text) for k in range(start, end))
         if advisory and end - start >= 3:
-            for k, key in zip(range(start, end), keys):
+            for k, key in zip(range(start, end), keys, strict=True):
                 if key in _IDENTIFYING_KEYS and out[k].score < 1:
                     out[k] = ScoredLine(scored[k].line, 1)
         start = end

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .engine import ScanResult, _decode
+from .engine import ScanResult
+from .evidence import decode
 
 # How much of the log's end the context layers read: enough for a failing command's output in
 # nearly every job, small enough to split into lines on every classification.
@@ -39,7 +40,8 @@ _TRIVIAL_COMMAND = re.compile(rb"^(?:echo|printf|exit|true|:|set|sleep|date|pwd)
 # After these, the commands and output belong to GitLab's own steps, not the job's script.
 _SCRIPT_OVER = re.compile(
     rb"^(?:Running after[_ ]script|Uploading artifacts for (?:failed|successful) job|"
-    rb"Cleaning up (?:project directory|file based variables)|Saving cache for (?:failed|successful) job|"
+    rb"Cleaning up (?:project directory|file based variables)|"
+    rb"Saving cache for (?:failed|successful) job|"
     rb"ERROR: Job failed)")
 
 
@@ -107,8 +109,8 @@ def read_facts(scan: ScanResult) -> LogFacts:
         m = _EXIT_CODE.search(stripped)
         if m:
             facts.exit_code = int(m.group(1))
-            facts.exit_line = Line(number, _decode(stripped[:MAX_LINE_CHARS]))
-    facts.tail = [Line(n, _decode(raw[:MAX_LINE_CHARS].rstrip(b"\r"))) for n, raw in numbered]
+            facts.exit_line = Line(number, decode(stripped[:MAX_LINE_CHARS]))
+    facts.tail = [Line(n, decode(raw[:MAX_LINE_CHARS].rstrip(b"\r"))) for n, raw in numbered]
     facts.command, facts.command_end = _last_command(scan, facts.script_end)
     return facts
 
@@ -149,9 +151,9 @@ def _last_command(scan: ScanResult, script_end: int | None) -> tuple[Line | None
             if not cmd[:1].strip():
                 continue
             if _TRIVIAL_COMMAND.match(cmd):
-                trivial.append(Line(number, _decode(cmd)[:MAX_COMMAND_CHARS]))
+                trivial.append(Line(number, decode(cmd)[:MAX_COMMAND_CHARS]))
             elif best is None or number > best.number:
-                best = Line(number, _decode(cmd)[:MAX_COMMAND_CHARS])
+                best = Line(number, decode(cmd)[:MAX_COMMAND_CHARS])
     if best is None:
         return (max(trivial, key=lambda ln: ln.number) if trivial else None), None
     after = [ln.number for ln in trivial if ln.number > best.number]

@@ -23,7 +23,7 @@ try:  # CPython's parser for `re` (private module; present in every CPython sinc
     import re._constants as _C
     import re._parser as _parser
 except ImportError:  # pragma: no cover - another Python: fall back to the full regexes
-    _parser = None  # type: ignore[assignment]
+    _parser = None
 
 # Shorter literals are frequent in ordinary log text ("error", "test"), and a literal that hits
 # every block only moves the work to the confirming regex.

@@ -23,12 +23,13 @@ from .literals import required_literals
 try:  # hyperscan wheels exist for x86_64 only; the re2 path must stand on its own
     import hyperscan
 except ImportError:  # pragma: no cover - depends on the platform
-    hyperscan = None
+    # The stubs make the name a module; None (tested for before every use) means "not here".
+    hyperscan = None  # type: ignore[assignment]
 
 
 def re2_options() -> re2.Options:
     opts = re2.Options()
-    opts.log_errors = False  # errors are reported to the user by table.py, not to stderr
+    opts.log_errors = False  # errors are reported to the user by validate.py, not to stderr
     # Bytes semantics, like Hyperscan's: in UTF-8 mode re2's `.` or `\S` would match a whole
     # multi-byte character where Hyperscan matches one byte, and a prefilter must never miss
     # what the confirming regex would find. Literal UTF-8 text in a pattern still matches.
@@ -58,7 +59,8 @@ class _HyperscanPrefilter:
             self.literal_patterns += 1
             for text, caseless in literals:
                 escaped = re.escape(text.decode("latin-1")).encode("latin-1")
-                entries.append((pid, escaped, base | (hyperscan.HS_FLAG_CASELESS if caseless else 0)))
+                flags = base | (hyperscan.HS_FLAG_CASELESS if caseless else 0)
+                entries.append((pid, escaped, flags))
         self.owner = [pid for pid, _, _ in entries]
         self.empty = not entries
         cached = _cache_load(entries)
@@ -89,8 +91,9 @@ class _HyperscanPrefilter:
 
     def _compile(self, chosen: list[tuple[int, bytes, int]]) -> None:
         if chosen:
-            ids, exprs, flags = zip(*chosen)
-            self.db.compile(expressions=list(exprs), ids=list(ids), elements=len(ids), flags=list(flags))
+            ids, exprs, flags = zip(*chosen, strict=True)
+            self.db.compile(expressions=list(exprs), ids=list(ids), elements=len(ids),
+                            flags=list(flags))
 
     def scratch(self) -> Any:
         # One scratch per calling thread keeps concurrent classifications in threads from
@@ -148,7 +151,8 @@ def _cache_load(entries: list[tuple[int, bytes, int]]) -> tuple[Any, list[int], 
         meta = json.loads(header)
         if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
             return None
-        return hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK), list(meta["rejected"]), bool(meta["empty"])
+        db = hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK)
+        return db, list(meta["rejected"]), bool(meta["empty"])
     except (OSError, ValueError, KeyError, TypeError, hyperscan.error):
         return None
 
@@ -170,7 +174,7 @@ def _cache_store(entries: list[tuple[int, bytes, int]], db: Any, rejected: list[
 
 
 def _hs_flags_for(expr: bytes, base: int) -> int | None:
-    """Flags Hyperscan accepts this pattern with: exact, else prefilter (a superset re2 confirms)."""
+    """Flags Hyperscan takes this pattern with: exact, else prefilter (a superset re2 confirms)."""
     for flag in (base, base | hyperscan.HS_FLAG_PREFILTER):
         try:
             db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
@@ -215,7 +219,7 @@ def _same_in_both(expr: bytes) -> bool:
 
 
 class Prefilter:
-    """Hyperscan for every pattern it takes, re2.Set for the rest (all of them without hyperscan)."""
+    """Hyperscan for every pattern it takes, re2.Set for the rest (all of them without it)."""
 
     def __init__(self, patterns: list[tuple[int, bytes]], use_hyperscan: bool | None = None):
         if use_hyperscan is None:

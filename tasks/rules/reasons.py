@@ -1,14 +1,13 @@
 """GitLab's job `failure_reason` values, and how we normalise what a webhook sends.
 
-From gitlabhq `app/models/concerns/enums/ci/commit_status.rb` (CE + EE) and DESIGN.md. GitLab adds
-values over time, so an unknown string from a webhook is treated as `unknown_failure` rather than
+From gitlabhq `app/models/concerns/enums/ci/commit_status.rb` (CE + EE). GitLab adds values
+over time, so an unknown string from a webhook is treated as `unknown_failure` rather than
 rejected; a rules *file* naming an unknown value is a typo and is reported by validation.
 """
 
 from __future__ import annotations
 
-FAILURE_REASONS = frozenset(
-    """
+_FAILURE_REASON_NAMES = """
     unknown_failure script_failure api_failure stuck_or_timeout_failure runner_system_failure
     missing_dependency_failure runner_unsupported stale_schedule job_execution_timeout
     archived_failure unmet_prerequisites scheduler_failure data_integrity_failure
@@ -25,8 +24,8 @@ FAILURE_REASONS = frozenset(
     secrets_provider_not_found reached_max_descendant_pipelines_depth
     reached_max_pipeline_hierarchy_size reached_downstream_pipeline_trigger_rate_limit
     downstream_project_trigger_resolved_to_empty ip_restriction_failure
-    """.split()
-)
+"""
+FAILURE_REASONS = frozenset(_FAILURE_REASON_NAMES.split())
 
 # A rule naming the umbrella value also catches the finer-grained values newer GitLab sends.
 ALIASES: dict[str, frozenset[str]] = {
@@ -43,7 +42,8 @@ ALIASES: dict[str, frozenset[str]] = {
 
 
 def normalise(reason: str | None) -> str | None:
-    """The reason as a rule sees it: None stays None (not known), unknown strings become unknown_failure."""
+    """The reason as a rule sees it: None stays None (not known), unknown strings become
+    unknown_failure."""
     if reason is None:
         return None
     reason = reason.strip().lower()
@@ -96,7 +96,8 @@ EXPLAIN: dict[str, str] = {
     "runner_interrupted": "The runner was interrupted (shut down or restarted) mid-job.",
     "no_matching_runner": "No runner with the job's tags is available.",
     "stuck_or_timeout_failure": "The job was stuck or ran out of time.",
-    "stuck_pending_with_matching_runners": "The job stayed pending: runners exist but none took it.",
+    "stuck_pending_with_matching_runners":
+        "The job stayed pending: runners exist but none took it.",
     "stuck_pending_no_matching_runners": "The job stayed pending: no runner matches its tags.",
     "no_updates_running": "The runner stopped sending updates for the running job.",
     "no_updates_canceling": "The runner stopped sending updates while canceling the job.",
@@ -104,5 +105,6 @@ EXPLAIN: dict[str, str] = {
     "job_execution_server_timeout": "GitLab stopped the job: it exceeded the server-side timeout.",
     "server_timeout_running": "GitLab stopped the job: it exceeded the server-side timeout.",
     "server_timeout_canceling": "GitLab stopped the job while canceling it (server timeout).",
-    "missing_dependency_failure": "An artifact this job needs from an earlier job is missing or expired.",
+    "missing_dependency_failure":
+        "An artifact this job needs from an earlier job is missing or expired.",
 }

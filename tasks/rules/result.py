@@ -1,4 +1,4 @@
-"""What a classification returns: plain frozen dataclasses, with `to_dict()` in the CLI's JSON shape."""
+"""What a classification returns: plain frozen dataclasses, `to_dict()` in the CLI's JSON shape."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ class Evidence:
     section: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "text": self.text, "captures": dict(self.captures), "section": self.section}
+        return {"line": self.line, "text": self.text, "captures": dict(self.captures),
+                "section": self.section}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ MAX_CHARS = 200
 _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"), "<time>"),
     (re.compile(r"\b\d\d:\d\d:\d\d(?:[.,]\d+)?\b"), "<time>"),
-    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<uuid>"),
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
+     "<uuid>"),
     (re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>)]+", re.I), "<url>"),
     (re.compile(r"(?:[A-Za-z]:\\|\\\\)[^\s'\":]+"), "<path>"),
     (re.compile(r"(?<![\w.])(?:\.{0,2}/)?(?:[\w.@+-]+/)+[\w.@+-]+"), "<path>"),
@@ -25,7 +26,8 @@ _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\d+(?:\.\d+)*"), "<n>"),
     (re.compile(r"\s+"), " "),
 )
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`|‘[^’]*’")
+# Quoted names: '...', "...", `...`, and typographic quotes (U+2018 ... U+2019).
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`|" "\u2018[^\u2019]*\u2019")
 
 
 def normalise(text: str, *, quoted: bool = False) -> str:

@@ -1,5 +1,5 @@
-"""`devops-agent rules suggest`: cluster failures no rule knew (or people corrected) and propose
-a rule per cluster, with the examples it covers.
+"""Rule proposals (behind `devops-agent rules suggest`, cli/suggest.py): cluster failures no rule
+knew (or people corrected) and propose a rule per cluster, with the examples it covers.
 
 Each example's most telling line (the error-line finder's best) is normalised (numbers, paths,
 hashes, quoted names out) and mined into templates with drain3, the log-template miner from
@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import re2
+import yaml
+from drain3 import TemplateMiner
+from drain3.template_miner_config import TemplateMinerConfig
 
 from .engine import compile_re2
 from .errorlines import score
@@ -38,8 +42,6 @@ class Proposal:
     template: str = ""
 
     def to_yaml(self) -> str:
-        import yaml
-
         shown = self.examples[:MAX_EXAMPLES_SHOWN]
         lines = [f"  # {len(self.examples)} example(s); category {self.category_source}"
                  + (" (check it)" if self.category_source == "guess" else "")]
@@ -76,10 +78,10 @@ def template_pattern(template: str) -> tuple[str, int]:
     parts: list[str] = []
     literal = 0
     for token in template.split():
-        if _PLACEHOLDER.match(token) or "<" in token and ">" in token:
+        if _PLACEHOLDER.match(token) or ("<" in token and ">" in token):
             # A token that mixes text with a placeholder ("-l<*>", "'<q>'"): keep the text.
             pieces = re.split(r"(<(?:\*|n|q|path|hex|url|uuid|time)>)", token)
-            out = []
+            out: list[str] = []
             for piece in pieces:
                 if _PLACEHOLDER.match(piece or "x"):
                     out.append(r"\S*" if out else r"\S+")
@@ -101,9 +103,6 @@ def template_pattern(template: str) -> tuple[str, int]:
 def suggest(examples: Iterable[dict[str, Any]], *, min_examples: int = 2,
             similarity: float = 0.5) -> list[Proposal]:
     """Proposals for clusters of at least `min_examples` examples, biggest first."""
-    from drain3 import TemplateMiner
-    from drain3.template_miner_config import TemplateMinerConfig
-
     config = TemplateMinerConfig()
     config.profiling_enabled = False
     config.drain_sim_th = similarity

@@ -28,4 +28,5 @@ def write_rules(tmp_path: Path, text: str, name: str = "rules.yaml") -> Path:
 
 def pytest_configure(config):
     # Registered here (not pyproject) so the marker travels with the only tests that use it.
-    config.addinivalue_line("markers", "slow: long-running test (the 1 GB streaming log); deselect with -m 'not slow'")
+    config.addinivalue_line(
+        "markers", "slow: long-running test (the 1 GB streaming log); deselect with -m 'not slow'")

@@ -13,7 +13,8 @@ from .conftest import ROOT
 @pytest.mark.timeout(120)
 def test_bench_runs_with_a_small_log(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "classify" / "run.py"), "--size", "2", "--repeat", "1", "--tmpdir", str(tmp_path)],
+        [sys.executable, str(ROOT / "bench" / "classify" / "run.py"), "--size", "2", "--repeat", "1",
+         "--tmpdir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=110,

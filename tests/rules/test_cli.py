@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from tests.support.logs import fixture_log
 from tasks.cli import main
+from tests.support.logs import fixture_log
 
 from .conftest import ROOT, write_rules
 
@@ -29,13 +29,15 @@ def test_classify_json_shape(capsys):
     code, out, _ = run(capsys, "classify", str(fixture_log("gcc-clang-error.log")), "--format", "json")
     assert code == 0
     data = json.loads(out)
-    assert set(data) >= {"category", "rule", "description", "evidence", "also_matched", "next_steps", "reaction"}
+    assert set(data) >= {"category", "rule", "description", "evidence", "also_matched", "next_steps",
+                         "reaction"}
     assert data["category"] == "compile_error" and data["rule"] == "gcc-clang-error"
     ev = data["evidence"][0]
     assert ev == {
         "line": 9,
         "text": "src/main.c:136:52: error: 'BOOTLOADER_VERSION' undeclared (first use in this function)",
-        "captures": {"file": "src/main.c", "line": "136", "message": "'BOOTLOADER_VERSION' undeclared (first use in this function)"},
+        "captures": {"file": "src/main.c", "line": "136",
+                     "message": "'BOOTLOADER_VERSION' undeclared (first use in this function)"},
         "section": None,
     }
     assert data["reaction"] == {"kind": "fix", "max_retries": 0, "labels": []}
@@ -53,9 +55,11 @@ def test_classify_text_puts_verdict_first(capsys):
 
 def test_unknown_is_exit_1_and_metadata_flags_work(capsys):
     assert run(capsys, "classify", str(fixture_log("clean-gitlab-job.log")))[0] == 1
-    code, out, _ = run(capsys, "classify", str(fixture_log("clean-gitlab-job.log")), "--exit-code", "137", "--format", "json")
+    clean = str(fixture_log("clean-gitlab-job.log"))
+    code, out, _ = run(capsys, "classify", clean, "--exit-code", "137", "--format", "json")
     assert code == 0 and json.loads(out)["rule"] == "exit-code-137"
-    code, out, _ = run(capsys, "classify", str(fixture_log("clean-gitlab-job.log")), "--failure-reason", "stuck_pending_no_matching_runners", "--job-name", "build", "--stage", "build")
+    code, out, _ = run(capsys, "classify", clean, "--failure-reason", "stuck_pending_no_matching_runners",
+                       "--job-name", "build", "--stage", "build")
     assert code == 0 and out.startswith("job_timeout")
 
 
@@ -79,7 +83,8 @@ def test_empty_log_is_unknown_but_failure_reason_still_classifies(capsys, tmp_pa
     empty.write_bytes(b"")
     code, out, _ = run(capsys, "classify", str(empty))
     assert code == 1 and "empty" in out
-    code, out, _ = run(capsys, "classify", str(empty), "--failure-reason", "runner_system_failure", "--format", "json")
+    code, out, _ = run(capsys, "classify", str(empty), "--failure-reason", "runner_system_failure",
+                       "--format", "json")
     assert code == 0 and json.loads(out)["category"] == "runner_system_failure"
 
 
@@ -103,7 +108,8 @@ def test_invalid_user_rules_exit_3(capsys, tmp_path):
 
 
 def test_rules_file_from_environment(capsys, tmp_path, monkeypatch):
-    user = write_rules(tmp_path, "rules:\n  - id: mine\n    category: disk_full\n    priority: 0\n    match: {log: 'Filesystem'}\n")
+    user = write_rules(tmp_path, "rules:\n  - id: mine\n    category: disk_full\n    priority: 0\n"
+                                 "    match: {log: 'Filesystem'}\n")
     monkeypatch.setenv("RULES_FILE", str(user))
     code, out, _ = run(capsys, "classify", str(fixture_log("disk-full.log")), "--format", "json")
     assert code == 0 and json.loads(out)["rule"] == "mine"
@@ -114,13 +120,17 @@ def test_rules_check(capsys, tmp_path):
     good = write_rules(tmp_path, "rules:\n  - id: mine\n    category: disk_full\n    match: {log: 'df'}\n")
     code, out, _ = run(capsys, "rules", "check", str(good))
     assert code == 0 and "ok" in out
-    bad = write_rules(tmp_path, "rules:\n  - id: a\n    category: nope\n    match: {log: '(a)\\1'}\n    bogus: 1\n", "bad.yaml")
+    bad = write_rules(tmp_path, "rules:\n  - id: a\n    category: nope\n    match: {log: '(a)\\1'}\n"
+                                "    bogus: 1\n", "bad.yaml")
     code, out, err = run(capsys, "rules", "check", str(bad))
     assert code == 1
     assert out.splitlines() == [
-        f"{bad}:3: rule a: category: unknown category 'nope' (known: " + out.splitlines()[0].split("(known: ")[1],
-        f"{bad}:4: rule a: match.log: bad regular expression: invalid escape sequence: \\1 (backreferences and lookaround are not supported: rules must run in linear time)",
-        f"{bad}:5: rule a: bogus: unknown key in rule (known: category, description, enabled, exclude, id, match, next_steps, priority, reaction, warning_lines)",
+        f"{bad}:3: rule a: category: unknown category 'nope' (known: "
+        + out.splitlines()[0].split("(known: ")[1],
+        f"{bad}:4: rule a: match.log: bad regular expression: invalid escape sequence: \\1 "
+        "(backreferences and lookaround are not supported: rules must run in linear time)",
+        f"{bad}:5: rule a: bogus: unknown key in rule (known: category, description, enabled, "
+        "exclude, id, match, next_steps, priority, reaction, warning_lines)",
     ]
     assert "3 problems found" in err
     code, out, _ = run(capsys, "rules", "check", str(tmp_path / "missing.yaml"))

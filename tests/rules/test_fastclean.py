@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.rules import engine, load_table
+from tasks.rules import cleaning, load_table
 
 fast = pytest.importorskip("tasks.rules._fastclean", reason="built without a C compiler")
 
@@ -18,16 +18,16 @@ PIECES = [b"\x1b", b"[", b"0", b"K", b"m", b";", b"section_", b"start:", b"end:"
 
 
 def python_clean(raw: bytes):
-    saved, engine._fast_clean = engine._fast_clean, None
+    saved, cleaning._fast_clean = cleaning._fast_clean, None
     try:
-        return engine.clean_block(raw)
+        return cleaning.clean_block(raw)
     finally:
-        engine._fast_clean = saved
+        cleaning._fast_clean = saved
 
 
 def samples():
     yield from (p.read_bytes() for p in sorted(LOGS.rglob("*.log")))
-    rnd = random.Random(7)
+    rnd = random.Random(7)  # noqa: S311 - seeded, for reproducible inputs
     for _ in range(5000):
         yield b"".join(rnd.choice(PIECES) for _ in range(rnd.randint(0, 40)))
 
@@ -55,6 +55,6 @@ def test_classification_is_the_same_without_it(monkeypatch):
     table = load_table(None)
     logs = sorted(LOGS.rglob("*.log"))
     with_c = [table.classify([p.read_bytes()]).to_dict() for p in logs]
-    monkeypatch.setattr(engine, "_fast_clean", None)
+    monkeypatch.setattr(cleaning, "_fast_clean", None)
     without = [table.classify([p.read_bytes()]).to_dict() for p in logs]
     assert with_c == without

@@ -79,7 +79,8 @@ def test_clean_logs_match_nothing(default_table, path):
 
 def test_a_test_printing_error_is_not_a_compile_error(default_table):
     # The passing run prints "error: could not connect ..." from inside a test.
-    result = default_table.classify([fixture_log("clean-pytest-pass.log").read_bytes()], failure_reason="script_failure")
+    log = fixture_log("clean-pytest-pass.log").read_bytes()
+    result = default_table.classify([log], failure_reason="script_failure")
     assert result.category != "compile_error"
 
 
@@ -126,7 +127,8 @@ def test_log_rule_outranks_bare_failure_reason(default_table):
         # The same failures as the fixtures, in other shapes users' logs have: colours, wrappers.
         (b"\x1b[31mFAILED\x1b[0m tests/test_x.py::test_y - assert 1 == 2", "pytest-failure"),
         (b"2024-05-14T08:27:39.000001Z 01O src/x.c:3:1: error: expected ';'", "gcc-clang-error"),
-        (b"[0] npm ERR! 503 Service Unavailable - GET https://registry.npmjs.org/left-pad", "registry-http-5xx"),
+        (b"[0] npm ERR! 503 Service Unavailable - GET https://registry.npmjs.org/left-pad",
+         "registry-http-5xx"),
         (b"/bin/bash: line 143:   812 Killed                  python train.py", "oom-killed"),
         # A web app's own 500 in its test output is not a registry outage.
         (b"127.0.0.1 - - GET /api/items 500 Internal Server Error", None),
@@ -150,7 +152,8 @@ def test_log_rule_outranks_bare_failure_reason(default_table):
         (b"Error: 2 tests failed.", "mocha-failure"),
         (b"[ERROR] Errors: ", "junit-surefire-failure"),
         (b"t/basic.t (Wstat: 256 (exited 1) Tests: 6 Failed: 3)", "perl-test-harness-failure"),
-        (b"Failed 1/1 test scripts, 0.00% okay. 1/4 subtests failed, 75.00% okay.", "perl-test-harness-failure"),
+        (b"Failed 1/1 test scripts, 0.00% okay. 1/4 subtests failed, 75.00% okay.",
+         "perl-test-harness-failure"),
         (b"Test Failed at /home/ci/.julia/dev/Foo/test/runtests.jl:12", "julia-test-failure"),
         (b"error: 2 vulnerabilities found!", "cargo-audit-vulnerabilities"),
     ],
@@ -161,7 +164,8 @@ def test_patterns_hold_beyond_the_fixtures(default_table, line, rule):
 
 def _as_gitlab_would_show(log: bytes) -> bytes:
     """The same log as a GitLab trace with FF_TIMESTAMPS, section markers and colour codes."""
-    out = [b"\x1b[0Ksection_start:1700000000:step_script\r\x1b[0K\x1b[0K\x1b[36;1mExecuting step_script\x1b[0;m\n"]
+    out = [b"\x1b[0Ksection_start:1700000000:step_script\r\x1b[0K"
+           b"\x1b[0K\x1b[36;1mExecuting step_script\x1b[0;m\n"]
     for i, line in enumerate(log.splitlines()):
         if i % 2:
             line = b"\x1b[31;1m" + line.replace(b"error", b"\x1b[1merror\x1b[22m") + b"\x1b[0m"

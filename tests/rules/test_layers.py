@@ -250,7 +250,8 @@ def test_error_lines_name_the_package_of_an_advisory(default_table):
     assert texts[:2] == ["Name: activerecord", "Version: 3.2.18"]
     # The same "Key: value" shape without an advisory field is only a banner.
     banner = b"Name: my-service\nVersion: 1.2.3\nBuilt: today\nerror: deploy failed\n"
-    assert [ln.text for ln in error_lines(read_facts(default_table.scan([banner])))] == ["error: deploy failed"]
+    found = error_lines(read_facts(default_table.scan([banner])))
+    assert [ln.text for ln in found] == ["error: deploy failed"]
 
 
 def test_error_lines_prefer_the_signal_over_the_options_of_a_command(default_table):
@@ -291,7 +292,8 @@ def test_exit_code_from_the_log_reaches_the_rules(classifier):
 
 
 def test_rules_layer_names_the_rule_and_line(classifier):
-    v = classifier.classify(open(fixture_log("pytest-failure.log"), "rb"))
+    with open(fixture_log("pytest-failure.log"), "rb") as fh:
+        v = classifier.classify(fh)
     assert v.layer == "rules" and v.confidence == "high" and v.rule_id == "pytest-failed"
     assert v.reason == f"matched rule `pytest-failed` on line {v.evidence[0].line}"
 
@@ -305,7 +307,9 @@ def test_unknown_still_points_at_lines(classifier):
 
 def test_a_job_that_succeeded_is_not_inferred_to_have_failed(classifier):
     log = trace("$ npm install", "npm WARN deprecated inflight@1.0.6", "added 3 packages",
-                after=(), exit_code=None).replace(b"\x1b[0Ksection_end:1700000014", b"Job succeeded\n\x1b[0Ksection_end:1700000014")
+                after=(), exit_code=None)
+    log = log.replace(b"\x1b[0Ksection_end:1700000014",
+                      b"Job succeeded\n\x1b[0Ksection_end:1700000014")
     v = classifier.classify([log + b"Job succeeded\n"], job_name="install", stage="build")
     assert (v.category, v.layer) == ("unknown", "none") and "Job succeeded" in v.reason
 
@@ -343,7 +347,7 @@ def test_hostile_logs_classify_without_crashing(classifier, log):
 
 
 def test_random_garbage_never_crashes(classifier):
-    rnd = random.Random(3)
+    rnd = random.Random(3)  # noqa: S311 - seeded, for reproducible inputs
     pieces = [b"$ ", b"\n", b"\x1b[31m", b"error: ", b"ERROR: Job failed: exit code ", b"137",
               b"\r", b"section_start:1:x\r", b"\x1b[0K", b"FAILED", b"\xff", b" "]
     for _ in range(300):

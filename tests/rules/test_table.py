@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tasks.rules import RulesError, check_files, load_table
-from tasks.rules.table import MAX_FILE_BYTES
+from tasks.rules.loading import MAX_FILE_BYTES
 
 from .conftest import write_rules
 
@@ -76,13 +76,17 @@ def test_pattern_matching_empty_line_is_refused(tmp_path):
         ("version: 2\nrules: []\n", "version 1"),
         ("rules: [\n", "not valid YAML"),
         ("rules:\n  - id: x\n\tcategory: y\n", "not valid YAML"),
-        ("rules:\n  - id: x\n    category: unknown\n    match: {log: !!python/object:os.system 'x'}\n", "match.log"),
+        ("rules:\n  - id: x\n    category: unknown\n    match: {log: !!python/object:os.system 'x'}\n",
+         "match.log"),
         ("rules:\n  - id: [1, 2]\n    category: unknown\n    match: {exit_code: 1}\n", "id"),
-        ("rules:\n  - id: w\n    category: unknown\n    warning_lines: yes please\n    match: {exit_code: 1}\n",
-         "warning_lines"),
-        ("rules:\n  - id: x\n    category: unknown\n    priority: high\n    match: {exit_code: 1}\n", "priority"),
-        ("rules:\n  - id: x\n    category: unknown\n    match: {exit_code: 1}\n    reaction: {kind: retry, max_retries: 99}\n", "max_retries"),
-        ("rules:\n  - id: x\n    category: unknown\n    match: {exit_code: 1}\n    enabled: maybe\n", "enabled"),
+        ("rules:\n  - id: w\n    category: unknown\n    warning_lines: yes please\n"
+         "    match: {exit_code: 1}\n", "warning_lines"),
+        ("rules:\n  - id: x\n    category: unknown\n    priority: high\n    match: {exit_code: 1}\n",
+         "priority"),
+        ("rules:\n  - id: x\n    category: unknown\n    match: {exit_code: 1}\n"
+         "    reaction: {kind: retry, max_retries: 99}\n", "max_retries"),
+        ("rules:\n  - id: x\n    category: unknown\n    match: {exit_code: 1}\n    enabled: maybe\n",
+         "enabled"),
     ],
 )
 def test_malformed_files_give_clear_problems(tmp_path, text, needle):
@@ -144,7 +148,8 @@ def test_user_file_overrides_and_disables_by_id(tmp_path):
     assert ids.count("docker-rate-limit") == 1 and "oom-killed" not in ids
     rule = table.rule("docker-rate-limit")
     assert rule.reaction.kind == "retry" and rule.source.startswith(str(user))
-    assert table.classify([b"toomanyrequests: slow down\n"]).description == "Use the mirror, see wiki/ci#mirror"
+    assert (table.classify([b"toomanyrequests: slow down\n"]).description
+            == "Use the mirror, see wiki/ci#mirror")
     assert table.classify([b"TEAM-FLAKE-7\n"], job_name="e2e-chrome").rule_id == "team-special"
     assert table.classify([b"TEAM-FLAKE-7\n"], job_name="unit").rule_id is None
 
@@ -178,15 +183,16 @@ def test_description_fallbacks(tmp_path):
     assert table.classify([b"Killed cc1plus\nsignal 9\n"]).description == "killed cc1plus (9)"
     assert table.classify([b"plain kill\n"]).description == "killed a process (?)"
     # {x.__class__} style fields are not format specs: they are plain text.
-    user2 = write_rules(tmp_path, "rules:\n  - id: y\n    category: unknown\n    description: 'a {0} {x.y}'\n    match: {exit_code: 3}\n", "r2.yaml")
+    user2 = write_rules(tmp_path, "rules:\n  - id: y\n    category: unknown\n"
+                                  "    description: 'a {0} {x.y}'\n    match: {exit_code: 3}\n", "r2.yaml")
     assert load_table(user2, include_default=False).classify([], exit_code=3).description == "a {0} {x.y}"
 
 
 def test_pure_python_yaml_path_is_as_strict(tmp_path, monkeypatch):
     # Without libyaml the composer is PyYAML's own; aliases and deep nesting still give problems.
-    import tasks.rules.table as table_mod
+    from tasks.rules import yamlnodes
 
-    monkeypatch.setattr(table_mod, "_CLoader", None)
+    monkeypatch.setattr(yamlnodes, "_CLoader", None)
     assert any("aliases" in p.message for p in problems(tmp_path, "a: &a [1]\nrules: *a\n"))
     assert problems(tmp_path, "rules: " + "[" * 3000 + "]" * 3000 + "\n")
     assert check_files(None) == []
@@ -201,6 +207,7 @@ def test_the_worked_example_in_the_docs_is_valid(tmp_path):
     assert check_files(example) == []
     table = load_table(example)
     log = b" FAIL  src/components/Button.test.ts > Button > renders snapshot\n"
-    result = table.classify([log], stage="test", job_name="unit-web", failure_reason="script_failure", exit_code=1)
+    result = table.classify([log], stage="test", job_name="unit-web", failure_reason="script_failure",
+                            exit_code=1)
     assert result.rule_id == "vitest-snapshot-mismatch"
     assert result.description == "Snapshot changed in src/components/Button.test.ts"
