@@ -11,6 +11,7 @@ import hashlib
 import logging
 from typing import Any
 
+from tasks.adapters.gitlab import NotFound
 from tasks.store import Store
 
 log = logging.getLogger("devops_agent.comments")
@@ -23,7 +24,6 @@ def marker(subject: str) -> str:
 def upsert_comment(gitlab: Any, store: Store, project: int | str, kind: str, iid: int,
                    subject: str, body: str) -> str:
     """Create or edit the comment for `subject`; returns created, updated or unchanged."""
-    from tasks.adapters.gitlab import NotFound
 
     tag = marker(subject)
     text = f"{tag}\n{body}"

@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 import redis
 
+from tasks import metrics
 from tasks.settings import Settings
 
 log = logging.getLogger("devops_agent.decisions")
 
-DECISIONS_TTL = 7 * 86400
 MAX_DECISIONS = 200  # per delivery: a pipeline's jobs are capped well below this
 
 
@@ -66,10 +66,10 @@ class HandlerContext:
             pipe = self.redis.pipeline(transaction=False)
             pipe.rpush(key, orjson.dumps(entry, default=str))
             pipe.ltrim(key, -MAX_DECISIONS, -1)
-            pipe.expire(key, DECISIONS_TTL)
+            # Kept as long as the delivery's record, which `deliveries` shows them with.
+            pipe.expire(key, self.settings.inbox_retention_seconds)
             pipe.execute()
         log.info("decision: %s", action, extra={"decision": entry})
-        from tasks import metrics
 
         metrics.DECISIONS.labels(handler=self.handler or "none", action=action).inc()
         return entry

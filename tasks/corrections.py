@@ -13,7 +13,8 @@ All of it is bounded: examples are capped per kind and expire, corrections expir
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 

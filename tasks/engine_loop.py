@@ -14,7 +14,11 @@ from tasks.settings import Settings
 
 def start_engine(settings: Settings, period: float | None = None) -> threading.Thread:
     rt = build_runtime(settings)
-    ensure_periodic(rt)
+    # Periodic items are (re)scheduled on every pass, inside the loop's error handling: a Redis
+    # that is down or full at start must not keep the scheduler from starting.
     period = period or max(0.2, min(5.0, settings.redeliver_after_seconds / 3))
     # Re-checked every pass: a periodic item is never left unscheduled (one ZSCORE each).
-    return start_scheduler(rt.schedule, period, on_pass=lambda: ensure_periodic(rt))
+    def on_pass() -> None:
+        ensure_periodic(rt)
+
+    return start_scheduler(rt.schedule, period, on_pass=on_pass)

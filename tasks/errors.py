@@ -15,6 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import redis
+
+from tasks.adapters.gitlab import GitLabError, GitLabUnavailable, RateLimited
+from tasks.adapters.kube import KubeError
+from tasks.store import Busy
+
 Kind = Literal["transient", "permanent", "bug"]
 
 
@@ -26,10 +32,7 @@ class Verdict:
 
 
 def classify(exc: BaseException) -> Verdict:
-    import redis
 
-    from tasks.adapters.gitlab import GitLabError, GitLabUnavailable, RateLimited
-    from tasks.store import Busy
 
     if isinstance(exc, RateLimited):
         return Verdict("transient", str(exc), exc.retry_after)
@@ -52,7 +55,6 @@ def classify(exc: BaseException) -> Verdict:
 
 
 def _kube_verdict(exc: BaseException) -> Verdict | None:
-    from tasks.adapters.kube import KubeError
 
     if isinstance(exc, KubeError):
         return Verdict("transient" if exc.transient else "permanent", str(exc))

@@ -14,6 +14,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from tasks.adapters.gitlab import NotFound
+
 log = logging.getLogger("devops_agent.facts")
 
 
@@ -80,7 +82,6 @@ def check_project(ctx: Any, project_id: int) -> str | None:
     """Why a handler must leave this project alone, or None. Reads the project from GitLab
     once per delivery and checks the allow-list and the secret's binding against what GitLab
     says, not against the body."""
-    from tasks.adapters.gitlab import NotFound
 
     if ctx.gitlab is None:
         return "GITLAB_URL/GITLAB_TOKEN not configured"

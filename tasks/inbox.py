@@ -98,7 +98,8 @@ class Inbox:
     def __init__(self, client: redis.Redis, *, queue: str, dedup_ttl: int = 86400,
                  redeliver_after: float = 15.0, retention: int = 7 * 86400,
                  body_retention: int = 86400) -> None:
-        self.client = client
+        # redis-py types replies as bytes | str (decode_responses decides); ours are bytes.
+        self.client: Any = client
         self.queue = queue
         self.dedup_ttl = dedup_ttl
         self.redeliver_after = redeliver_after
@@ -176,7 +177,7 @@ class Inbox:
             pipe.hmget(record_key(raw_id.decode()), "event", "status", "received",
                        "idempotency_key", "attempts", "error", "meta")
         out = []
-        for raw_id, fields in zip(ids, pipe.execute()):
+        for raw_id, fields in zip(ids, pipe.execute(), strict=True):
             if fields[0] is None:
                 continue
             meta = orjson.loads(fields[6] or b"{}")

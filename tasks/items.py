@@ -10,8 +10,9 @@ attempt budget, permanent errors finish the item `failed` with the reason.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from tasks.errors import classify
 from tasks.schedule import FINISHED, MAX_ATTEMPTS, Lease, backoff, due_now
@@ -78,7 +79,7 @@ def run_item(engine: Engine, member: str, work: Callable[[dict[str, str], int], 
             return finish("dead", error=state.get("error", ""))
         try:
             outcome = work(state, attempt)
-        except Exception as exc:  # noqa: BLE001 - every error is sorted by kind below
+        except Exception as exc:  # every error is sorted by kind below
             original = exc.original if isinstance(exc, StepFailed) else exc
             part = f"{exc.part}: " if isinstance(exc, StepFailed) else ""
             verdict = classify(original)

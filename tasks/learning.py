@@ -14,7 +14,7 @@ from typing import Any
 from tasks import audit, metrics
 from tasks.corrections import Corrections
 from tasks.store import Store
-from tasks.triage import PipelineRef, example_of, explain, FailedJob
+from tasks.triage import FailedJob, PipelineRef, example_of, explain
 
 log = logging.getLogger("devops_agent.learning")
 

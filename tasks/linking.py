@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tasks.adapters.gitlab import NotFound
+
 # GitLab names branches created from an issue "<iid>-<slug>".
 BRANCH_ISSUE = re.compile(r"^(\d+)-")
 # GitLab's default closing pattern, plus "Related to" which we also treat as a link.
@@ -44,7 +46,6 @@ def linked_targets(gitlab: Any, project: int, *, ref: str | None, mr_iid: int | 
 def linked(gitlab: Any, project: int, *, ref: str | None, mr_iid: int | None,
            commit_message: str | None = None) -> tuple[list[tuple[str, int]], int]:
     """(targets, how many more linked issues were left out by MAX_LINKED_ISSUES)."""
-    from tasks.adapters.gitlab import NotFound
 
     mr_iid = mr_iid or mr_iid_from_ref(ref)
     candidates: list[int] = []

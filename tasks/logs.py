@@ -12,11 +12,14 @@ import contextvars
 import logging
 import sys
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
+# The default is never mutated: log_context always sets a new dict.
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
+    "log_context", default={})  # noqa: B039
 # Secrets registered by configure_logging, masked by every JsonFormatter in the process, also
 # those built from a logging config file (gunicorn's own loggers) that cannot be handed them.
 _registered: list[str] = []

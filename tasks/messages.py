@@ -26,7 +26,7 @@ def task_message(task: str, args: list[Any], queue: str, *, task_id: str | None 
     task_id = task_id or uuid.uuid4().hex
     body = orjson.dumps([args, {}, {"callbacks": None, "errbacks": None, "chain": None,
                                     "chord": None}])
-    headers = {
+    headers: dict[str, Any] = {
         "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None,
         "expires": None, "group": None, "group_index": None, "retries": 0,
         "timelimit": [None, None], "root_id": task_id, "parent_id": None,

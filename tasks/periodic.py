@@ -9,15 +9,16 @@ Sentry through the logging integration) and the next pass is scheduled at the us
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tasks.items import Outcome, run_item
+from tasks.reconcile import run_reconcile
 
 log = logging.getLogger("devops_agent.periodic")
 
 
 def _reconcile(rt: Any) -> str:
-    from tasks.reconcile import run_reconcile
 
     report = run_reconcile(rt)
     return f"{report.pipelines} pipeline(s), {report.notes} note(s)"
@@ -53,7 +54,7 @@ def run_periodic(rt: Any, name: str) -> str:
         try:
             detail = work(rt)
             log.info("periodic %s: %s", name, detail)
-        except Exception:  # noqa: BLE001 - see the module's docstring
+        except Exception:  # see the module's docstring
             log.exception("periodic %s failed; next pass in %.0fs", name, every)
             rt.metrics_error("periodic", "failed")
         return Outcome(again=every) if every > 0 else Outcome("done")

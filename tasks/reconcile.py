@@ -17,14 +17,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterator, Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import orjson
 
+from tasks import metrics
 from tasks.chatops.parse import parse_commands
 from tasks.errors import classify
+from tasks.store import Store
 
 log = logging.getLogger("devops_agent.reconcile")
 
@@ -83,7 +86,7 @@ class Report:
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _after(stamp: Any, after: str) -> bool:
@@ -125,7 +128,7 @@ def _per_project(report: Report, name: str) -> Iterator[None]:
     """One project's trouble is reported and does not stop the pass; a bug still raises."""
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - sorted by kind below
+    except Exception as exc:  # sorted by kind below
         verdict = classify(exc)
         if verdict.kind == "bug":
             raise
@@ -210,8 +213,6 @@ def _notes(gitlab: ReconcileGitLab, accept: Accept, marks: Marks, project: dict,
 
 def run_reconcile(rt: Any) -> Report:
     """The periodic pass (tasks/periodic.py): from the last pass (or the look-back) to now."""
-    from tasks import metrics
-    from tasks.store import Store
 
     gitlab = rt.adapter("gitlab")
     now = time.time()

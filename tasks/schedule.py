@@ -29,8 +29,9 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tasks.messages import task_message
 
@@ -108,7 +109,8 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return 1
 """
 
-_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+_RENEW = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
+          "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0")
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
@@ -133,7 +135,7 @@ class Lease:
         while not self._stop.wait(self.ttl_ms / 3000):
             try:
                 self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms)
-            except Exception:  # noqa: BLE001 - a missed renewal only risks a harmless re-run
+            except Exception:  # a missed renewal only risks a harmless re-run
                 log.warning("lease renewal failed", exc_info=True)
 
     def release(self) -> None:
@@ -142,7 +144,7 @@ class Lease:
             self._thread.join(timeout=2)
         try:
             self.client.eval(_RELEASE, 1, self.key, self.token)
-        except Exception:  # noqa: BLE001 - it lapses by itself
+        except Exception:  # it lapses by itself
             log.warning("lease release failed", exc_info=True)
 
 
@@ -274,7 +276,7 @@ def start_scheduler(schedule: Schedule, period: float, on_pass: Callable[[], Non
                     log.info("sent %d due item(s)", len(sent), extra={"items": sent[:20]})
                 if on_pass is not None:
                     on_pass()
-            except Exception:  # noqa: BLE001 - keep scheduling; Redis may be restarting
+            except Exception:  # keep scheduling; Redis may be restarting
                 log.warning("scheduler pass failed", exc_info=True)
 
     thread = threading.Thread(target=loop, name="scheduler", daemon=True)

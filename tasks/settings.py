@@ -10,9 +10,10 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 MB = 1024 * 1024
 MIN_SECRET_LENGTH = 8
@@ -292,7 +293,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         if raw:
             values[attr] = Secret(raw)
     buffered = values.get("max_buffered_bytes")
-    if isinstance(buffered, int) and buffered < int(values.get("max_body_bytes", 25 * MB)):
+    body_limit = values.get("max_body_bytes", 25 * MB)
+    if isinstance(buffered, int) and isinstance(body_limit, int) and buffered < body_limit:
         problems.append("MAX_BUFFERED_BYTES: must be at least MAX_BODY_BYTES (one whole body)")
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))

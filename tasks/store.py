@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import redis
+
+from tasks.schedule import Lease
 
 DAY = 86400
 MAX_FLAKY = 500  # job or test names per project and kind
@@ -57,7 +60,8 @@ class Busy(Exception):
 
 class Store:
     def __init__(self, client: redis.Redis) -> None:
-        self.r = client
+        # redis-py types replies as bytes | str (decode_responses decides); ours are bytes.
+        self.r: Any = client
         self._claim = client.register_script(_CLAIM_RETRY)
         self._release = client.register_script(_RELEASE_RETRY)
         self._record_pipeline = client.register_script(_RECORD_PIPELINE)
@@ -194,7 +198,6 @@ class Store:
         """Mutual exclusion around work that calls GitLab (comment, issue and job retry
         creation): renewed while its holder lives, so a holder that was killed lets go within
         `ttl`, however long the calls inside take with their retries."""
-        from tasks.schedule import Lease
 
         lease = Lease(self.r, "lock:" + name, ttl)
         deadline = time.monotonic() + wait

@@ -6,9 +6,14 @@ import pytest
 import redis as redis_lib
 
 from tasks.redis_server import RedisServer
+
 # The fake GitLab's fixtures (thread mode: fake_gitlab; subprocess mode: fake_gitlab_proc).
-from tests.support.fake_gitlab.fixtures import (fake_gitlab, fake_gitlab_proc,  # noqa: F401
-                                                fake_gitlab_process, fake_gitlab_server)
+from tests.support.fake_gitlab.fixtures import (  # noqa: F401
+    fake_gitlab,
+    fake_gitlab_proc,
+    fake_gitlab_process,
+    fake_gitlab_server,
+)
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ from tasks.context import delivery_decisions
 from tasks.dispatch import process_delivery
 from tasks.handlers import REGISTRY, HelpRecord, handler
 from tasks.inbox import record_key
-from tasks.schedule import BACKOFF_BASE, MAX_ATTEMPTS, SCHEDULE
 from tasks.runtime import build_runtime
+from tasks.schedule import BACKOFF_BASE, MAX_ATTEMPTS, SCHEDULE
 from tasks.settings import load_settings
 
 NOTE = orjson.dumps({"object_kind": "note", "object_attributes": {
@@ -200,7 +200,7 @@ def test_waiting_item_is_sent_when_due_and_not_before(rt, redis_client):
 def test_unknown_handler_name_refuses_to_start(redis_server):
     settings = load_settings({"REDIS_URL": redis_server.client_url(), "HANDLERS": "chatops,nope"},
                              require_secret=False)
-    with pytest.raises(ValueError, match="unknown handler.*nope"):
+    with pytest.raises(ValueError, match=r"unknown handler.*nope"):
         build_runtime(settings)
 
 

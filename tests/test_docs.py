@@ -1,7 +1,6 @@
 """Generated documentation must match what it describes (regenerate: python -m tasks.docs --write)."""
 
-from tasks.docs import (CORPUS_END, CORPUS_START, END, README, SOURCES, START, block,
-                        corpus_block, sources)
+from tasks.docs import CORPUS_END, CORPUS_START, END, README, SOURCES, START, block, corpus_block, sources
 
 STALE = "stale: run `python -m tasks.docs --write`"
 

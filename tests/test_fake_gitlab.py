@@ -12,7 +12,6 @@ import requests
 
 from tests.support.fake_gitlab import BOT_TOKEN, DEVELOPER, FakeGitLabProcess
 
-
 PROJECT = "group/proj"
 
 

@@ -10,11 +10,17 @@ import traceback
 
 import pytest
 
-from tasks.adapters.gitlab import (Forbidden, GitLabAdapter, GitLabError, GitLabUnavailable,
-                                   JobLog, NotFound, RateLimited)
+from tasks.adapters.gitlab import (
+    Forbidden,
+    GitLabAdapter,
+    GitLabError,
+    GitLabUnavailable,
+    JobLog,
+    NotFound,
+    RateLimited,
+)
 from tests.support.fake_gitlab import DEVELOPER, MAINTAINER, FakeGitLabProcess
 from tests.support.recording_gitlab import RecordingGitLab
-
 
 PROJECT = "group/proj"
 JOB_PATH = r"/jobs/\d+$"
@@ -281,7 +287,7 @@ def test_small_log_is_whole(gl, fake, failed):
     fake.set_trace(job_id, text="$ make\nerror: boom\n")
     log = gl.job_log(1, job_id)
     assert log == JobLog(b"$ make\nerror: boom\n", 0) and not log.truncated
-    data, dropped = log  # unpacks as (bytes, truncated_bytes)
+    _data, dropped = log  # unpacks as (bytes, truncated_bytes)
     assert dropped == 0
 
 

@@ -81,7 +81,7 @@ class Recording(Transport):
 def key_forms() -> list[str]:
     forms = signing_key_forms(SIGNING)
     assert repr(KEY)[2:-1] in forms and KEY.hex() in forms and SIGNING in forms
-    return forms + [TOKEN]
+    return [*forms, TOKEN]
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.support.logs import fixture_log
 from tasks.commands.replay import build_request
+from tests.support.logs import fixture_log
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOADS = ROOT / "fixtures" / "payloads"

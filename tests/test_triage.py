@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.support.logs import fixture_log
 from tasks.context import HandlerContext
 from tasks.linking import linked_targets, mentioned_issues, mr_iid_from_ref
 from tasks.rules import load_table
 from tasks.settings import load_settings
 from tasks.store import Store
 from tasks.triage import FailedJob, PipelineRef, passed, project_allowed, render, triage
+from tests.support.logs import fixture_log
 from tests.support.recording_gitlab import RecordingGitLab
 
 TABLE = load_table(None)

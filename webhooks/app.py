@@ -22,8 +22,15 @@ from tasks.events import OBJECT_KINDS, kind_of
 from tasks.inbox import Inbox
 from tasks.logs import configure_logging, log_context
 from tasks.settings import Settings, load_settings, signing_key_bytes
-from webhooks.verify import (TokenVerifier, VerificationError, check_instance, check_signature,
-                             check_token, origin, project_named)
+from webhooks.verify import (
+    TokenVerifier,
+    VerificationError,
+    check_instance,
+    check_signature,
+    check_token,
+    origin,
+    project_named,
+)
 
 log = logging.getLogger("devops_agent.webhooks")
 

@@ -1,4 +1,5 @@
-"""gunicorn settings for the receiver: `gunicorn -c python:webhooks.gunicorn_conf 'webhooks.app:create_app()'`."""
+"""gunicorn settings for the receiver:
+`gunicorn -c python:webhooks.gunicorn_conf 'webhooks.app:create_app()'`."""
 
 import os
 import tempfile

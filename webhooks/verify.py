@@ -8,7 +8,8 @@ import hmac
 import re
 import time
 import urllib.parse
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from tasks.settings import SecretBinding, binding_matches
 from tasks.signing import signature
@@ -85,7 +86,7 @@ class TokenVerifier:
 
     def bound_to(self, hits: list[bool], path: str | None, project_id: int | None) -> str | None:
         """The pattern of the most specific matched binding covering this project, or None."""
-        for pattern, hit in zip(self.patterns, hits):
+        for pattern, hit in zip(self.patterns, hits, strict=True):
             if hit and pattern != GLOBAL and binding_matches(pattern, path, project_id):
                 return pattern
         if self.patterns and self.patterns[0] == GLOBAL and hits[0]:

@@ -130,9 +130,32 @@ class _Out:
 
 
 class Conn:
-    __slots__ = ("sock", "addr", "server", "buf", "state", "deadline", "idle", "req", "length",
-                 "chunked", "chunks", "decoded", "cstate", "cleft", "trailer", "out", "sent",
-                 "close_after", "linger", "nreq", "events", "held", "discarded", "started")
+    __slots__ = (
+        "addr",
+        "buf",
+        "chunked",
+        "chunks",
+        "cleft",
+        "close_after",
+        "cstate",
+        "deadline",
+        "decoded",
+        "discarded",
+        "events",
+        "held",
+        "idle",
+        "length",
+        "linger",
+        "nreq",
+        "out",
+        "req",
+        "sent",
+        "server",
+        "sock",
+        "started",
+        "state",
+        "trailer",
+    )
 
     def __init__(self, sock: socket.socket, addr: Any, server: Any, deadline: float) -> None:
         self.sock, self.addr, self.server = sock, addr, server
@@ -166,6 +189,8 @@ class Conn:
 class BufferingWorker(base.Worker):
     """See the module docstring. Configure with `worker_class = "webhooks.worker.BufferingWorker"`."""
 
+    alive: bool  # gunicorn's base Worker sets it; declared for the type checker
+
     def init_process(self) -> None:
         from tasks.settings import server_limits
 
@@ -182,7 +207,7 @@ class BufferingWorker(base.Worker):
         self._metrics: Any = None
         # Our JSON lines carry none of these; not looking them up saves ~15 us per line (the
         # logging HOWTO's "Optimization"). A web worker process only; Celery's format uses them.
-        logging._srcfile = None  # type: ignore[attr-defined]
+        logging._srcfile = None
         logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
         # gunicorn builds an access-log line's atoms whenever a logging config is given, even
         # when its access logger discards INFO (ours: ~50 us per request for nothing).
@@ -244,7 +269,7 @@ class BufferingWorker(base.Worker):
                                 self._advance(conn)  # pipelined requests waited for this answer
                         elif mask & selectors.EVENT_READ:
                             self._readable(conn)
-                    except Exception:  # noqa: BLE001 - a bug here costs one connection, not all
+                    except Exception:  # a bug here costs one connection, not all
                         self.log.exception("Error on a connection; closing it")
                         self._close(conn)
                 else:
@@ -350,9 +375,8 @@ class BufferingWorker(base.Worker):
         """Move a connection's request forward with what is buffered; run the app when whole."""
         try:
             while True:
-                if conn.state == HEAD:
-                    if not self._read_head(conn):
-                        return
+                if conn.state == HEAD and not self._read_head(conn):
+                    return
                 if conn.state == BODY:
                     body = self._read_body(conn)
                     if body is None:
@@ -518,7 +542,7 @@ class BufferingWorker(base.Worker):
                 if hasattr(respiter, "close"):
                     respiter.close()
             conn.close_after = resp.should_close()
-        except Exception:  # noqa: BLE001 - the app's own errors are answered by the app
+        except Exception:  # the app's own errors are answered by the app
             self.log.exception("Error handling request")
             if resp is None or not resp.headers_sent:
                 del out[:]
@@ -527,7 +551,7 @@ class BufferingWorker(base.Worker):
         finally:
             try:
                 self.cfg.post_request(self, req, environ, resp)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 self.log.exception("Exception in post_request hook")
         conn.req = None
         conn.state = WRITE
@@ -613,7 +637,7 @@ class BufferingWorker(base.Worker):
         except Exception:  # noqa: BLE001 - metrics must never break an answer
             pass
 
-    def handle_error(self, req, client, addr, exc):  # noqa: ANN001 - gunicorn's signature
+    def handle_error(self, req, client, addr, exc):  # gunicorn's signature
         """Not reached through this worker's loop; JSON rather than gunicorn's HTML if it is."""
         refusal = parse_error(exc) if isinstance(exc, http_errors.ParseException) else \
             Refusal(500, "error", "internal error")

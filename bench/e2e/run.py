@@ -49,14 +49,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-import orjson  # noqa: E402
-from procgroup import LIVE, group_pids, stop_group  # noqa: E402
-import redis  # noqa: E402
+import orjson
+import redis
+from procgroup import LIVE, group_pids, stop_group
 
-from tasks.inbox import record_key  # noqa: E402
-from tasks.redis_server import redis_server_binary, free_port  # noqa: E402
-from tests.support.fake_gitlab.server import FakeGitLabControl  # noqa: E402
-from tests.support.fake_gitlab.state import BOT_TOKEN  # noqa: E402
+from tasks.inbox import record_key
+from tasks.redis_server import free_port, redis_server_binary
+from tests.support.fake_gitlab.server import FakeGitLabControl
+from tests.support.fake_gitlab.state import BOT_TOKEN
 
 PAYLOADS = ROOT / "fixtures" / "payloads"
 LOGS = ROOT / "fixtures" / "logs"
@@ -79,7 +79,7 @@ def _on_term(signum, frame):  # SIGTERM/SIGHUP unwind like Ctrl-C, so `finally` 
 
 
 def spawn(argv: list[str], env: dict[str, str], log_path: Path, **kw) -> subprocess.Popen:
-    log = open(log_path, "ab")
+    log = open(log_path, "ab")  # noqa: SIM115 - the child process writes to it
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True, **kw)
     LIVE.append(proc)
@@ -126,7 +126,7 @@ class Stack:
         self.groups: dict[str, list[subprocess.Popen]] = defaultdict(list)
         self.worker_logs: list[Path] = []
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         a, tmp = self.args, self.tmp
         # redis: the same settings as tasks/redis_server.RedisServer (AOF, fsync always)
         rport = free_port()
@@ -144,7 +144,7 @@ class Stack:
 
         # fake GitLab: `python -m tests.support.fake_gitlab --port 0` prints its URL first
         fake = subprocess.Popen([sys.executable, "-m", "tests.support.fake_gitlab", "--port", "0"],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=open(tmp / "fake.log", "ab"),
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=open(tmp / "fake.log", "ab"),  # noqa: SIM115
                                 stdin=subprocess.DEVNULL, text=True, start_new_session=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         LIVE.append(fake)
@@ -187,7 +187,7 @@ class Stack:
             self.worker_logs.append(log)
         for n, w in enumerate(self.groups["celery"]):
             log = self.worker_logs[n]
-            wait_for(lambda: "ready." in log.read_text(errors="replace"), 60,
+            wait_for(lambda log=log: "ready." in log.read_text(errors="replace"), 60,
                      f"celery worker {n}", w, log)
         return self
 
@@ -254,7 +254,8 @@ def payload(template: dict, i: int, mix: str) -> bytes:
     sha = f"{i:040x}"
     p["object_attributes"].update(id=PIPELINE_BASE + i, iid=i, ref=branch, sha=sha,
                                   name=f"Pipeline for merge request !{i}",
-                                  url=f"https://gitlab.example.com/{PROJECT_PATH}/-/pipelines/{PIPELINE_BASE + i}")
+                                  url=f"https://gitlab.example.com/{PROJECT_PATH}/-/pipelines/"
+                                      f"{PIPELINE_BASE + i}")
     p["merge_request"].update(id=10_000 + i, iid=i, source_branch=branch,
                               title=f"Resolve \"Bench issue {i}\"",
                               url=f"https://gitlab.example.com/{PROJECT_PATH}/-/merge_requests/{i}")
@@ -341,7 +342,8 @@ def wait_done(client: redis.Redis, delivery_ids: list[str], timeout: float) -> i
         for did in pending:
             pipe.hget(record_key(did), "status")
         statuses = pipe.execute()
-        pending = [d for d, s in zip(pending, statuses) if s not in (b"done", b"invalid", b"dead")]
+        finished = (b"done", b"invalid", b"dead", b"failed")
+        pending = [d for d, s in zip(pending, statuses, strict=True) if s not in finished]
         if pending:
             time.sleep(0.25)
     return len(delivery_ids) - len(pending)
@@ -397,7 +399,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(q / 100 * len(s) + 0.5)) - 1))
+    k = max(0, min(len(s) - 1, round(q / 100 * len(s) + 0.5) - 1))
     return s[k]
 
 
@@ -422,7 +424,7 @@ def idle_baseline(stack: Stack, template: dict, iids: list[int], mix: str,
 # --- one run -------------------------------------------------------------------------------
 
 def run_once(args: argparse.Namespace, run_no: int) -> dict:
-    n = args.count or int(round(args.rate * args.duration))
+    n = args.count or round(args.rate * args.duration)
     warm, idle = args.warmup, args.idle
     load_iids = list(range(1, n + 1))
     warm_iids = list(range(n + 1, n + 1 + warm))

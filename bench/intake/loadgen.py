@@ -51,7 +51,7 @@ class Result:
     send_lag: list[float] = field(default_factory=list)  # open loop: actual - scheduled start
     elapsed: float = 0.0
 
-    def merge(self, other: "Result") -> None:
+    def merge(self, other: Result) -> None:
         self.latencies += other.latencies
         self.send_lag += other.send_lag
         for k, v in other.statuses.items():
@@ -109,7 +109,7 @@ async def _closed_loop(target: Target, conns: int, duration: float, tag: str, re
                 if not keep:
                     _close(writer)
                     reader = writer = None
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 res.error("timeout")
                 _close(writer)
                 reader = writer = None
@@ -143,7 +143,7 @@ async def _open_loop(target: Target, rate: float, duration: float, t0: float, in
             status, _ = await asyncio.wait_for(_read_response(reader), max(remaining, 0.001))
             res.latencies.append(time.monotonic() - scheduled)
             res.statuses[status] = res.statuses.get(status, 0) + 1
-        except asyncio.TimeoutError:
+        except TimeoutError:
             res.error("timeout")
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             res.error(type(exc).__name__)
@@ -167,7 +167,7 @@ async def _open_loop(target: Target, rate: float, duration: float, t0: float, in
 
 
 def _worker(target: Target, mode: str, conns: int, rate: float, duration: float, t0: float,
-            index: int, procs: int, out: "mp.Queue[Result]") -> None:
+            index: int, procs: int, out: mp.Queue[Result]) -> None:
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler is inherited by fork
@@ -186,7 +186,7 @@ def run(target: Target, *, duration: float, connections: int = 0, rate: float = 
     mode = "open" if rate > 0 else "closed"
     procs = max(1, min(processes, connections)) if mode == "closed" else max(1, processes)
     ctx = mp.get_context("fork")
-    out: "mp.Queue[Result]" = ctx.Queue()
+    out: mp.Queue[Result] = ctx.Queue()
     t0 = time.monotonic() + 0.2  # shared start of the open-loop schedule (monotonic is system-wide)
     children = []
     for i in range(procs):

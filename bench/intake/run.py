@@ -42,9 +42,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT), str(HERE), str(ROOT / "bench")]
 
-import loadgen  # noqa: E402
-from procgroup import LIVE, stop_group  # noqa: E402
-from tasks.redis_server import RedisServer, free_port  # noqa: E402
+import loadgen
+from procgroup import LIVE, stop_group
+
+from tasks.redis_server import RedisServer, free_port
 
 EVENT = "Pipeline Hook"
 PATH = "/webhooks/gitlab"
@@ -79,7 +80,7 @@ class Stack:
         self.web: subprocess.Popen | None = None
         self.port = 0
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         spec, needs_redis = VARIANTS[self.variant]
         env = {k: v for k, v in os.environ.items()
                if k not in {"REDIS_URL", "GITLAB_URL", "GITLAB_TOKEN", "SENTRY_DSN",
@@ -359,9 +360,11 @@ def fmt_spread(values: list[float], digits: int = 1) -> str:
 
 
 def report(results: dict, args) -> None:
+    threads = f" x {args.threads} threads" if args.threads else ""
+    worker = args.worker_class or "gunicorn_conf: BufferingWorker"
     print(f"\nmedian of {args.repeats} run(s) [min-max]; {args.workers} gunicorn workers "
-          f"({args.worker_class or 'gunicorn_conf: BufferingWorker'}{f' x {args.threads} threads' if args.threads else ''}); "
-          f"redis over {args.redis}, appendfsync {args.appendfsync}; payload {args.payload.name} ({args.payload.stat().st_size} B)")
+          f"({worker}{threads}); redis over {args.redis}, appendfsync {args.appendfsync}; "
+          f"payload {args.payload.name} ({args.payload.stat().st_size} B)")
     for scenario in args.scenarios:
         title = (f"a) max throughput, {args.connections} connections, {args.duration:g} s"
                  if scenario == "a" else

@@ -49,10 +49,10 @@ def main() -> int:
 
 
 def run(args, tmp: Path, redis_server, real_stderr) -> int:
+    import baseline_apps
     import orjson
     import redis
 
-    import baseline_apps
     from tasks import metrics
     from tasks.inbox import Inbox, celery_message, dedup_key
     from tasks.logs import log_context
@@ -71,7 +71,7 @@ def run(args, tmp: Path, redis_server, real_stderr) -> int:
     os.environ.update(env)
     body = args.payload.read_bytes()
     # The receiver logs one JSON line per delivery to stderr; send it to a file, as a container would.
-    log_file = open(tmp / "web.log", "w")
+    log_file = open(tmp / "web.log", "w")  # noqa: SIM115 - handed to the server process
     sys.stderr = log_file
     app = create_app(load_settings(env))
     bare = baseline_apps.bare()

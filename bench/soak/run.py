@@ -31,12 +31,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT)]
 
-import orjson  # noqa: E402
-import redis  # noqa: E402
-import requests  # noqa: E402
+import orjson
+import redis
+import requests
 
-from tasks.redis_server import RedisServer, free_port  # noqa: E402
-from tests.support.procs import SECRET, base_env, start_web, start_worker  # noqa: E402
+from tasks.redis_server import RedisServer, free_port
+from tests.support.procs import SECRET, base_env, start_web, start_worker
 
 
 def note(i: int) -> bytes:
@@ -68,9 +68,14 @@ def main() -> None:
     client = redis.Redis.from_url(server.client_url())
     env = base_env(server.client_url(), INBOX_RETENTION_SECONDS=str(a.retention),
                    DEDUP_TTL_SECONDS=str(a.retention), BODY_RETENTION_SECONDS=str(a.retention),
-                   LOG_LEVEL="WARNING", RECONCILE_INTERVAL_SECONDS="0")
+                   RECONCILE_INTERVAL_SECONDS="0")
     web, url = start_web(env, tmp, workers=2)
-    worker = start_worker(env, tmp, concurrency=2)
+    try:
+        worker = start_worker(env, tmp, concurrency=2)
+    except BaseException:
+        web.stop()
+        server.stop()
+        raise
     session = requests.Session()
     headers = {"Content-Type": "application/json", "X-Gitlab-Event": "Note Hook",
                "X-Gitlab-Token": SECRET}

@@ -29,7 +29,7 @@ def parse_since(raw: str | None) -> float | None:
     except ValueError:
         raise ValueError(f"--since: expected 30m, 2h, 7d, a Unix time or an ISO date, not {raw!r}") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return when.timestamp()
 
 
@@ -82,7 +82,7 @@ def deliveries(args: argparse.Namespace) -> int:
             print(f"re-queued {args.rerun}")
             return 0
         for d in inbox.recent(limit=max(1, args.limit), since=since):
-            when = dt.datetime.fromtimestamp(d["received"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            when = dt.datetime.fromtimestamp(d["received"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
             print(f"{when}Z  {d['delivery_id']}  {d['event']:<20} {d['status']:<9} "
                   f"attempts={d['attempts']}  key={d['idempotency_key']}")
     except Exception as exc:  # noqa: BLE001 - any Redis trouble is reported the same way
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "json":
             print(orjson.dumps(e).decode())
             continue
-        when = dt.datetime.fromtimestamp(e["at"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        when = dt.datetime.fromtimestamp(e["at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         refused = [g["gate"] for g in e.get("gates", []) if not g.get("passed")]
         extra = f" refused by {', '.join(refused)}" if refused else ""
         forced = " (forced)" if e.get("forced") else ""

@@ -14,6 +14,7 @@ import time
 import urllib.parse
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -78,7 +79,7 @@ def build_request(body: bytes, event: str | None, idempotency_key: str | None,
         "X-Gitlab-Event-UUID": str(uuid.uuid4()),
         "Idempotency-Key": key,
     }
-    project = payload.get("project") if isinstance(payload.get("project"), dict) else {}
+    project: dict[str, Any] = payload["project"] if isinstance(payload.get("project"), dict) else {}
     # The receiver compares X-Gitlab-Instance with GITLAB_URL when that is set.
     web_url = instance or settings.gitlab_url or str(project.get("web_url") or "")
     if web_url.startswith("http"):
@@ -146,8 +147,9 @@ def dry_run(body: bytes, event: str | None) -> int:
     except orjson.JSONDecodeError as exc:
         print(f"devops-agent: payload is not valid JSON: {exc.msg}", file=sys.stderr)
         return 2
-    event = event or HEADER_FOR_OBJECT_KIND.get(str(payload.get("object_kind")) if isinstance(payload, dict) else "")
-    kind = kind_of(event or "")
+    object_kind = str(payload.get("object_kind")) if isinstance(payload, dict) else ""
+    event = event or HEADER_FOR_OBJECT_KIND.get(object_kind) or ""
+    kind = kind_of(event)
     if kind is None:
         print(f"devops-agent: cannot tell a handled event kind (got {event!r}); pass --event",
               file=sys.stderr)

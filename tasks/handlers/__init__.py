@@ -8,8 +8,9 @@ unknown handler fails at start-up because the name is not in the registry.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 # The built-in handlers, in the order they run for an event.
 BUILTIN_MODULES = (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tasks.failure_history import FailureHistory
 from tasks.adapters.gitlab import NotFound
+from tasks.failure_history import FailureHistory
 from tasks.handlers import HelpRecord, handler
 from tasks.store import Store
 from tasks.triage import FailedJob, not_actionable, triage, verified_pipeline

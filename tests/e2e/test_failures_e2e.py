@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.support.logs import fixture_log
 from tasks.adapters.gitlab import GitLabAdapter
 from tasks.inbox import record_key
+from tests.support.logs import fixture_log
 from tests.support.procs import Stack, base_env, post_delivery, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

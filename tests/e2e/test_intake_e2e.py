@@ -58,8 +58,8 @@ def test_every_fixture_runs_its_handlers_exactly_once_even_sent_five_times(stack
         ids = {a.json()["delivery_id"] for a in answers}
         assert len(ids) == 1
         deliveries[path.name] = (ids.pop(), event)
-    for name, (delivery_id, event) in deliveries.items():
-        wait_until(lambda: status_of(redis_client, delivery_id) == "done", timeout=30,
+    for name, (delivery_id, _) in deliveries.items():
+        wait_until(lambda did=delivery_id: status_of(redis_client, did) == "done", timeout=30,
                    what=f"{name} to be processed")
     for name, (delivery_id, event) in deliveries.items():
         from tasks.events import kind_of

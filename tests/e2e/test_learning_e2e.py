@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import orjson
 import pytest

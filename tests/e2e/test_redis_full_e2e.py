@@ -60,7 +60,7 @@ def test_full_redis_refuses_with_503_and_loses_nothing(fake_gitlab_proc, tmp_pat
             client.delete(key)
         for r in accepted:
             did = r.json()["delivery_id"]
-            wait_until(lambda: client.hget(f"da:inbox:{did}", "status") == b"done",
+            wait_until(lambda did=did: client.hget(f"da:inbox:{did}", "status") == b"done",
                        timeout=60, what=f"delivery {did}")
         retried = [e for e in fake.side_effects() if ":job_retried:" in e]
         assert len(retried) == 5

@@ -27,7 +27,8 @@ import time
 import orjson
 import pytest
 import redis as redis_lib
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from sentry_sdk.transport import Transport
 
 from tasks.settings import load_settings, signing_key_forms

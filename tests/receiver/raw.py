@@ -82,7 +82,7 @@ def exchange(port: int, data: bytes | list[bytes], *, half_close: bool = True,
             sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 chunk = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             except ConnectionResetError:
                 closed = True

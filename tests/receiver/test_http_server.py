@@ -59,7 +59,7 @@ class Trickler(threading.Thread):
                     break
                 try:
                     data = sock.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 except OSError:
                     break
@@ -89,7 +89,7 @@ def slow_clients(port: int) -> list[Trickler]:
 
 
 def test_slow_clients_cannot_starve_the_receiver(web):
-    proc, port = web
+    _proc, port = web
     url = f"http://127.0.0.1:{port}"
     slow = slow_clients(port)  # 8 slow connections against 2 worker processes
     time.sleep(0.5)
@@ -184,7 +184,7 @@ def test_malformed_requests_get_json_4xx_from_the_server(web, raw, status, needl
 
 
 def test_bodies_arrive_whole_chunked_and_pipelined(web, redis_client):
-    proc, port = web
+    _proc, port = web
     chunked = (b"POST /webhooks/gitlab HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                b"X-Gitlab-Token: " + SECRET.encode() + b"\r\nX-Gitlab-Event: Pipeline Hook\r\n"
                b"Content-Type: application/json\r\n\r\n")
@@ -202,7 +202,7 @@ def test_bodies_arrive_whole_chunked_and_pipelined(web, redis_client):
 
 
 def test_expect_100_continue_is_answered_before_the_body(web):
-    proc, port = web
+    _proc, port = web
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     try:
         sock.sendall(request(token=SECRET, extra=b"Expect: 100-continue\r\n")
@@ -239,14 +239,14 @@ def test_buffered_bytes_are_capped_per_worker(redis_server, redis_client, tmp_pa
 
 
 def test_an_idle_connection_is_closed_without_an_answer(web):
-    proc, port = web
+    _proc, port = web
     ex = exchange(port, b"", half_close=False, timeout=TIMEOUT + 3)
     assert ex.closed and not ex.answers and not ex.rest
     assert ex.seconds < TIMEOUT + 1.5
 
 
 def test_many_pipelined_requests_in_one_write(web):
-    proc, port = web
+    _proc, port = web
     n = 2000  # more than Python's recursion limit: handled in a loop
     ex = exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * n, timeout=30)
     assert len(ex.answers) == n and {a.status for a in ex.answers} == {200}

@@ -7,8 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
@@ -51,12 +52,12 @@ class Proc:
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         self.started_at = time.time()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     def kill_group(self, sig: int = signal.SIGKILL) -> None:
