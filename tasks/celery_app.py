@@ -10,6 +10,7 @@ import os
 
 from celery import Celery
 
+from tasks.celery_transport import broker_url_for
 from tasks.inbox import TASK_NAME
 
 app = Celery("devops_agent", include=["tasks.celery_tasks"])
@@ -20,8 +21,10 @@ def configure(broker_url: str | None = None, queue: str | None = None) -> Celery
     # redis-py spells a unix socket unix://, kombu redis+socket://
     broker = broker.replace("unix://", "redis+socket://", 1) if broker.startswith("unix://") else broker
     queue = queue or os.environ.get("TASK_QUEUE") or "devops-agent"
+    broker, transport = broker_url_for(broker)
     app.conf.update(
         broker_url=broker,
+        broker_transport=transport,
         result_backend=None,
         task_ignore_result=True,
         task_default_queue=queue,

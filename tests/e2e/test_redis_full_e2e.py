@@ -55,6 +55,11 @@ def test_full_redis_refuses_with_503_and_loses_nothing(fake_gitlab_proc, tmp_pat
             assert client.exists(f"da:inbox:{r.json()['delivery_id']}")
             assert client.exists(f"da:body:{r.json()['delivery_id']}")
         worker = start_worker(env, tmp_path)
+        # A worker that starts on a full Redis pops a message and cannot record it as unacked:
+        # it must wait for the broker, not stop.
+        wait_until(lambda: b"Connection to broker lost" in worker.log_path.read_bytes(),
+                   timeout=30, what="the worker meeting the full Redis")
+        assert worker.proc.poll() is None
         # Retention frees memory (here: the junk goes); the acknowledged work then completes.
         for key in client.scan_iter("junk:*"):
             client.delete(key)
