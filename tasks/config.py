@@ -12,6 +12,7 @@ deploy environments. Validated at start-up; every error names the file, line and
                    require_mr_approval: false, respect_freeze_periods: true,
                    deny_windows: [{start: "fri 15:00", end: "mon 08:00", timezone: "Europe/Berlin"}]}
     environments: {...}            # Kubernetes targets, see docs in the README
+    pipeline_fixes: {threshold: 3, window_days: 1, kinds: [retry, timeout]}   # CI config MRs
 """
 
 from __future__ import annotations
@@ -115,7 +116,9 @@ class ChatOps(_Model):
         return v
 
 
-STATUS_LABELS = ("deploying", "deployed", "failed")
+# An issue carries at most one of these per environment: in progress, then the outcome of its
+# last request (tasks/deploy/verdicts.py says which verdict ends with which).
+STATUS_LABELS = ("deploying", "deployed", "failed", "rolled_back")
 
 
 class Labels(_Model):
@@ -129,9 +132,10 @@ class Labels(_Model):
     deploying: str = "env::{env}::deploying"
     deployed: str = "env::{env}::deployed"
     failed: str = "env::{env}::deploy-failed"
+    rolled_back: str = "env::{env}::rolled-back"
 
     @model_validator(mode="after")
-    def _scopes(self) -> "Labels":
+    def _scopes(self) -> Labels:
         for which in (*STATUS_LABELS, "deploy", "rollback"):
             if "{env}" not in getattr(self, which):
                 raise ValueError(f"labels.{which} must contain {{env}}")
@@ -169,6 +173,80 @@ DEFAULT_ACCESS = {
 }
 
 
+# Categories a `.gitlab-ci.yml` change may answer: the infrastructure ones. Code failures are
+# never among them (a `retry:` would hide a real failure or a flake).
+PIPELINE_FIX_CATEGORIES = ("runner_system_failure", "network_error", "job_timeout")
+PIPELINE_FIX_KINDS = ("retry", "timeout")
+
+
+class PipelineFixes(_Model):
+    """Merge requests that change `.gitlab-ci.yml` when one job keeps failing for one
+    infrastructure reason (tasks/pipeline_fix): `retry:` for runner and platform failures,
+    a raised `timeout:` for jobs that run out of time."""
+
+    enabled: bool = True
+    # `threshold` failures of one job for one reason within `window_days` ask for a change.
+    threshold: int = Field(3, ge=2, le=100)
+    window_days: int = Field(1, ge=1, le=30)
+    kinds: tuple[str, ...] = PIPELINE_FIX_KINDS
+    categories: tuple[str, ...] = PIPELINE_FIX_CATEGORIES
+    # GitLab's own cap for retry:max is 2.
+    retry_max: int = Field(2, ge=1, le=2)
+    # A timeout is raised by `timeout_step` at a time and never above `timeout_max`.
+    timeout_step: str = "30m"
+    timeout_max: str = "3h"
+    # Raise a timeout only when passing runs of the job took at least this share of its limit:
+    # a job that usually takes 5 minutes and then hits a 1 h limit hangs, and more time would
+    # not help.
+    near_limit: float = Field(0.8, gt=0, le=1)
+    # A merge request someone closed is not proposed again for this long.
+    closed_cooldown_days: int = Field(30, ge=1, le=365)
+    labels: tuple[str, ...] = ("devops-agent", "ci-config")
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [k for k in v if k not in PIPELINE_FIX_KINDS]
+        if unknown:
+            raise ValueError(f"unknown kind(s) {', '.join(unknown)}; expected "
+                             f"{', '.join(PIPELINE_FIX_KINDS)}")
+        return v
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [c for c in v if c not in PIPELINE_FIX_CATEGORIES]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: only infrastructure categories "
+                             f"({', '.join(PIPELINE_FIX_CATEGORIES)}) can be fixed in the CI "
+                             "configuration; code failures never are")
+        return v
+
+    @field_validator("timeout_step", "timeout_max")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        from tasks.pipeline_fix.durations import MAX_TIMEOUT, parse_duration
+
+        seconds = parse_duration(v)
+        if seconds is None or seconds <= 0:
+            raise ValueError("expected a duration such as '30m' or '1h 30m'")
+        if seconds >= MAX_TIMEOUT:
+            raise ValueError("GitLab's job timeout must stay under one month")
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> PipelineFixes:
+        from tasks.pipeline_fix.durations import parse_duration
+
+        if (parse_duration(self.timeout_step) or 0) > (parse_duration(self.timeout_max) or 0):
+            raise ValueError("timeout_step is larger than timeout_max")
+        return self
+
+    @property
+    def window_seconds(self) -> int:
+        return self.window_days * 86400
+
+
 class AgentConfig(_Model):
     chatops: ChatOps = Field(default_factory=ChatOps)
     labels: Labels = Field(default_factory=Labels)
@@ -176,6 +254,7 @@ class AgentConfig(_Model):
     # Record each deploy as a GitLab deployment of the environment (Operate → Environments).
     gitlab_deployments: bool = False
     environments: dict[str, Any] = Field(default_factory=dict)
+    pipeline_fixes: PipelineFixes = Field(default_factory=PipelineFixes)
 
     def env_access(self, env: str) -> EnvAccess | None:
         return self.access.get(env)
@@ -186,11 +265,11 @@ def _lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
     out = {path: node.start_mark.line + 1}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            out.update(_lines(value, path + (key.value,)))
-            out[path + (key.value,)] = key.start_mark.line + 1
+            out.update(_lines(value, (*path, key.value)))
+            out[(*path, key.value)] = key.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, value in enumerate(node.value):
-            out.update(_lines(value, path + (i,)))
+            out.update(_lines(value, (*path, i)))
     return out
 
 
@@ -227,7 +306,8 @@ def load_config(path: Path | None) -> AgentConfig:
             problems.append(f"{path}:{line}: {'.'.join(map(str, loc))}: {err['msg']}")
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems)) from None
     if envs:
-        from tasks.deploy.config import ConfigError as DeployConfigError, parse_environments
+        from tasks.deploy.config import ConfigError as DeployConfigError
+        from tasks.deploy.config import parse_environments
 
         try:
             parsed = parse_environments({"environments": envs}, str(path))

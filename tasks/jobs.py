@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
+from tasks import metrics
+from tasks.fix import fix_build
 from tasks.items import Outcome, run_item
+from tasks.store import Store
 
 log = logging.getLogger("devops_agent.jobs")
 
@@ -25,8 +29,6 @@ def job_member(task_name: str, kwargs: dict[str, Any], key: str | None = None) -
 
 
 def _fix_build(rt: Any, **kwargs: Any) -> str:
-    from tasks.fix import fix_build
-    from tasks.store import Store
 
     gitlab = rt.adapter("gitlab")
     if gitlab is None:
@@ -34,7 +36,23 @@ def _fix_build(rt: Any, **kwargs: Any) -> str:
     return fix_build(gitlab, Store(rt.redis), rt.settings, **kwargs)
 
 
-JOBS: dict[str, Callable[..., str]] = {"devops_agent.fix_build": _fix_build}
+def _pipeline_fix(rt: Any, **kwargs: Any) -> str:
+    """One merge request per (project, job, kind) changing the CI configuration, then the
+    failure comment that asked for it, so it links the merge request."""
+    from tasks.pipeline_fix import refresh_comment
+    from tasks.pipeline_fix.mr import propose
+
+    gitlab = rt.adapter("gitlab")
+    if gitlab is None:
+        return "skipped: GitLab is not configured"
+    outcome = propose(gitlab, rt.redis, rt.adapter("config"), **kwargs)
+    if kwargs.get("pipe"):
+        refresh_comment(rt.context("", "pipeline_fix"), kwargs["pipe"])
+    return outcome
+
+
+JOBS: dict[str, Callable[..., str]] = {"devops_agent.fix_build": _fix_build,
+                                       "devops_agent.pipeline_fix": _pipeline_fix}
 
 
 def run_job(rt: Any, ident: str) -> str:
@@ -51,7 +69,6 @@ def run_job(rt: Any, ident: str) -> str:
         return Outcome("done", detail=str(fn(rt, **kwargs))[:200])
 
     def finished(status: str, state: dict[str, str]) -> None:
-        from tasks import metrics
 
         metrics.ITEMS_FINISHED.labels(kind="job", status=status).inc()
 

@@ -16,11 +16,13 @@ from typing import Any
 import orjson
 
 from tasks import metrics
+from tasks.adapters.gitlab import Forbidden, GitLabError, GitLabUnavailable, NotFound
 from tasks.comments import marker, upsert_comment
 from tasks.corrections import Corrections
 from tasks.facts import check_project, project_allowed
 from tasks.failure_history import FailureHistory
 from tasks.linking import MAX_LINKED_ISSUES, linked, mr_iid_from_ref
+from tasks.pipeline_fix import comment_sentence, observe
 from tasks.rules.classifier import Classifier
 from tasks.store import Store
 
@@ -81,7 +83,6 @@ def verified_pipeline(ctx: Any, project: int, pipeline: int,
     """The pipeline as GitLab's API has it: (PipelineRef, the API's pipeline). Ref, SHA and status come
     from the pipeline, the commit message from the commit, the default branch from the
     project; the body's merge request is kept only when GitLab confirms it is this ref's."""
-    from tasks.adapters.gitlab import NotFound
 
     raw = ctx.gitlab.get_pipeline(project, pipeline)
     ref, sha = str(raw.get("ref") or ""), str(raw.get("sha") or "")
@@ -124,6 +125,8 @@ def triage(ctx: Any, pipe: PipelineRef, failed: list[FailedJob]) -> list[dict[st
                "failure_reason": job.failure_reason, **verdict}
         row.update(react(ctx, store, pipe, job, verdict, outage=outage, failed_count=total_failed))
         remember(ctx, pipe, job, row)
+        # The same job failing again and again for one infrastructure reason: a CI change.
+        observe(ctx, pipe, job, row, outage=outage)
         store.put_job_row(pipe.project, pipe.pipeline, row)
         rows.append(row)
         ctx.decide(row["action_kind"], job=job.id, name=job.name, category=row["category"],
@@ -137,7 +140,6 @@ def triage(ctx: Any, pipe: PipelineRef, failed: list[FailedJob]) -> list[dict[st
 
 def classify_job(ctx: Any, project: int, job: FailedJob) -> dict[str, Any]:
     """The job's log through the layered classifier; the verdict as a plain dict for the row."""
-    from tasks.adapters.gitlab import GitLabError
 
     truncated = 0
     try:
@@ -252,7 +254,6 @@ def ensure_retried(ctx: Any, pipe: PipelineRef, job: FailedJob) -> dict[str, Any
     """The job's retry, made at most once: an existing one is returned, an ambiguous POST
     (timeout, 5xx: it may have been applied) is resolved by reading, never by re-sending, and
     a 403 for a job that was retried meanwhile is that retry."""
-    from tasks.adapters.gitlab import Forbidden, GitLabUnavailable
 
     gitlab = ctx.gitlab
     existing = _retried_as(gitlab, pipe, job)
@@ -274,7 +275,6 @@ def ensure_retried(ctx: Any, pipe: PipelineRef, job: FailedJob) -> dict[str, Any
 
 def _why_forbidden(ctx: Any, pipe: PipelineRef, what: str, exc: Exception) -> str:
     """A 403 in words a person can act on: the bot's access, when that is the reason."""
-    from tasks.adapters.gitlab import GitLabError
     from tasks.chatops.gates import LEVEL_NAMES
 
     try:
@@ -328,7 +328,6 @@ def open_incident(ctx: Any, store: Store, rule: str, category: str, projects: in
 
 
 def failed_tests(gitlab: Any, pipe: PipelineRef) -> list[str]:
-    from tasks.adapters.gitlab import GitLabError
 
     try:
         report = gitlab.test_report(pipe.project, pipe.pipeline)
@@ -380,15 +379,18 @@ def explain(ctx: Any, store: Store, pipe: PipelineRef, *, passed: bool,
         r["name"]: history.similar(r["signature"], project=pipe.project, ref=pipe.ref,
                                    default_branch=pipe.default_branch).sentence(pipe.default_branch)
         for r in rows if r.get("signature")}
+    fixes = {} if passed else {r["name"]: comment_sentence(ctx.redis, pipe.project, r)
+                               for r in rows}
     body = render(pipe, rows, passed=passed, failed_pipeline=failed_pipeline,
                   flaky_jobs=store.flaky(pipe.project, "jobs"),
-                  flaky_tests=store.flaky(pipe.project, "tests"), similar=similar)
+                  flaky_tests=store.flaky(pipe.project, "tests"), similar=similar,
+                  fixes={k: v for k, v in fixes.items() if v})
     if overflow:
         body += (f"\n\n<sub>{overflow} more linked issue(s) were not commented on: at most "
                  f"{MAX_LINKED_ISSUES} per pipeline.</sub>")
     categories = {r["category"] for r in rows if r.get("status") == "failed"}
     category_labels = [settings.label_category_prefix + c for c in sorted(categories)]
-    rule_labels = sorted({l for r in rows for l in r.get("rule_labels", [])})
+    rule_labels = sorted({label for r in rows for label in r.get("rule_labels", [])})
     thread = orjson.dumps({**asdict(pipe), "pipeline": failed_pipeline or pipe.pipeline,
                            "passed": passed})
     for kind, iid in targets:
@@ -472,9 +474,11 @@ def _lines_cell(row: dict[str, Any], limit: int = 3) -> str:
 
 def render(pipe: PipelineRef, rows: list[dict[str, Any]], *, passed: bool,
            failed_pipeline: int | None, flaky_jobs: dict[str, int],
-           flaky_tests: dict[str, int], similar: dict[str, str] | None = None) -> str:
+           flaky_tests: dict[str, int], similar: dict[str, str] | None = None,
+           fixes: dict[str, str] | None = None) -> str:
     sha = (pipe.sha or "")[:8]
     similar = similar or {}
+    fixes = fixes or {}
     if passed:
         head = (f"### ✅ Pipeline #{pipe.pipeline} passed for `{_cell(pipe.ref, 80)}` ({sha})\n\n"
                 f"It replaces failed pipeline #{failed_pipeline}; what was found there:\n")
@@ -493,6 +497,9 @@ def render(pipe: PipelineRef, rows: list[dict[str, Any]], *, passed: bool,
         if similar.get(r["name"]):
             sentence = _line(similar[r["name"]], 300)
             said.append(sentence[:1].upper() + sentence[1:] + ".")
+        if fixes.get(r["name"]):
+            # Our own sentence (its link included), not log text: kept whole, one line.
+            said.append(_line(fixes[r["name"]], 700) + ".")
         if r.get("next_steps") and not passed:
             said.append(_cell(r["next_steps"], 400))
         if said:

@@ -20,12 +20,14 @@ Errors are typed (`NotFound`, `Forbidden`, `RateLimited`, `GitLabUnavailable`, a
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import gitlab
@@ -116,7 +118,7 @@ class GitLabAdapter:
                                   max_retries=max_retries, per_page=per_page)
 
     @classmethod
-    def from_settings(cls, settings: Any, **overrides: Any) -> "GitLabAdapter":
+    def from_settings(cls, settings: Any, **overrides: Any) -> GitLabAdapter:
         """Build from `tasks.settings.Settings` (GITLAB_URL, GITLAB_TOKEN, DRY_RUN). Optional
         settings named `gitlab_timeout`, `gitlab_max_log_bytes`, `gitlab_max_retries` are used
         when present."""
@@ -244,7 +246,7 @@ class GitLabAdapter:
 
     # -- projects, users ---------------------------------------------------------------------
     def current_user(self) -> dict:
-        return self._call("current_user", lambda: self._gl.http_get("/user"))
+        return self._call("current_user", lambda: _json(self._gl.http_get("/user")))
 
     def get_project(self, project: ProjectRef) -> dict:
         return self._call("get_project", lambda: self._plain(self._gl.projects.get(project)))
@@ -273,7 +275,7 @@ class GitLabAdapter:
         path = f"/projects/{_encode(project)}/pipelines/latest"
         try:
             return self._call("latest_pipeline",
-                              lambda: self._gl.http_get(path, query_data={"ref": ref}))
+                              lambda: _json(self._gl.http_get(path, query_data={"ref": ref})))
         except NotFound:
             return None
 
@@ -435,6 +437,24 @@ class GitLabAdapter:
         mrs = self._project(project).mergerequests
         return self._write("create_mr", project, fields, lambda: self._plain(mrs.create(fields)))
 
+    def find_mrs(self, project: ProjectRef, source_branch: str | None = None,
+                 labels: Iterable[str] | None = None, search: str | None = None,
+                 state: str | None = "opened") -> list[dict]:
+        """Merge requests from `source_branch`, having ALL `labels`, matching `search` in
+        title/description, in `state` ("opened", "closed", "merged", or None/"all")."""
+        return self._list("find_mrs", self._project(project).mergerequests.list,
+                          source_branch=source_branch,
+                          labels=",".join(labels) if labels else None, search=search,
+                          state=None if state == "all" else state)
+
+    def update_mr(self, project: ProjectRef, mr_iid: int, **fields: Any) -> dict:
+        """PUT the given fields (title, description, labels, state_event...)."""
+        fields = {k: (",".join(v) if k.endswith("labels") and not isinstance(v, str) else v)
+                  for k, v in fields.items()}
+        mrs = self._project(project).mergerequests
+        return self._write("update_mr", project, {"iid": mr_iid, **fields},
+                           lambda: mrs.update(mr_iid, fields))
+
     def label_events(self, project: ProjectRef, kind: str, iid: int) -> list[dict]:
         """Who added or removed which label, oldest first (resource label events)."""
         obj = self._noteable(project, kind, iid)
@@ -500,6 +520,33 @@ class GitLabAdapter:
     def get_commit(self, project: ProjectRef, sha: str) -> dict:
         return self._call("get_commit", lambda: self._plain(self._project(project).commits.get(sha)))
 
+    def get_file(self, project: ProjectRef, path: str, ref: str) -> dict:
+        """A file at `ref`: the API's fields (blob_id, commit_id, last_commit_id, ...) with
+        `content` decoded to text."""
+        files = self._project(project).files
+
+        def read() -> dict:
+            data = self._plain(files.get(file_path=path, ref=ref))
+            data["content"] = base64.b64decode(data.get("content") or "").decode("utf-8",
+                                                                               "replace")
+            data["encoding"] = "text"
+            return data
+
+        return self._call("get_file", read)
+
+    def ci_lint(self, project: ProjectRef, content: str, ref: str | None = None,
+                dry_run: bool = False) -> dict:
+        """GitLab's CI lint of `content` in the project's context (`valid`, `errors`,
+        `warnings`, `merged_yaml`); with `dry_run`, includes are read at `ref`. A read: it
+        changes nothing, so it is sent in dry-run mode too."""
+        data: dict[str, Any] = {"content": content}
+        if dry_run:
+            data["dry_run"] = True
+            if ref:
+                data["ref"] = ref
+        lint = self._project(project).ci_lint
+        return self._call("ci_lint", lambda: self._plain(lint.create(data)))
+
     def create_branch(self, project: ProjectRef, branch: str, ref: str) -> dict:
         branches = self._project(project).branches
         fields = {"branch": branch, "ref": ref}
@@ -551,6 +598,14 @@ class _BoundedGitlab(gitlab.Gitlab):
         # GitLab answers before doing anything.
         kwargs["retry_transient_errors"] = verb.lower() != "post"
         return super().http_request(verb, path, *args, **kwargs)
+
+
+def _json(answer: Any) -> dict:
+    """python-gitlab's http_get returns the decoded JSON for JSON answers (a Response only for
+    raw or streamed ones, which these calls never ask for)."""
+    if not isinstance(answer, dict):
+        raise GitLabError(f"expected a JSON object from GitLab, got {type(answer).__name__}")
+    return answer
 
 
 def _encode(project: ProjectRef) -> str:

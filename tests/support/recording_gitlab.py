@@ -27,12 +27,21 @@ Projects are created on first mention (an id becomes `project-<id>`, a path gets
 
 from __future__ import annotations
 
+import base64
 from collections import defaultdict
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 from urllib.parse import quote
 
-from tasks.adapters.gitlab import (KINDS, Forbidden, GitLabError, GitLabUnavailable, JobLog,
-                                   NotFound, RateLimited)
+from tasks.adapters.gitlab import (
+    KINDS,
+    Forbidden,
+    GitLabError,
+    GitLabUnavailable,
+    JobLog,
+    NotFound,
+    RateLimited,
+)
 from tests.support.fake_gitlab.service import Api, Result
 from tests.support.fake_gitlab.state import BOT_USER, FakeError, FakeState
 
@@ -414,6 +423,25 @@ class RecordingGitLab:
         return self._write("create_mr", project, fields, "POST",
                            self._path(project, "/merge_requests"), fields)
 
+    def find_mrs(self, project: Any, source_branch: str | None = None,
+                 labels: Iterable[str] | None = None, search: str | None = None,
+                 state: str | None = "opened") -> list[dict]:
+        self._enter("find_mrs", project, source_branch=source_branch, labels=labels,
+                    search=search, state=state)
+        params = {k: v for k, v in (("source_branch", source_branch),
+                                    ("labels", _join(labels) if labels else None),
+                                    ("search", search),
+                                    ("state", None if state == "all" else state))
+                  if v is not None}
+        return self._send("find_mrs", "GET", self._path(project, "/merge_requests"), params)
+
+    def update_mr(self, project: Any, mr_iid: int, **fields: Any) -> dict:
+        self._enter("update_mr", project, mr_iid, **fields)
+        fields = {k: (_join(v) if k.endswith("labels") and not isinstance(v, str) else v)
+                  for k, v in fields.items()}
+        return self._write("update_mr", project, {"iid": mr_iid, **fields}, "PUT",
+                           self._path(project, f"/merge_requests/{mr_iid}"), fields)
+
     def label_events(self, project: Any, kind: str, iid: int) -> list[dict]:
         self._enter("label_events", project, kind, iid)
         return self._send("label_events", "GET",
@@ -477,6 +505,25 @@ class RecordingGitLab:
         return self._write("award_emoji", project,
                            {"kind": kind, "iid": iid, "note_id": note_id, "name": name},
                            "POST", path, {"name": name})
+
+    def get_file(self, project: Any, path: str, ref: str) -> dict:
+        self._enter("get_file", project, path, ref)
+        data = dict(self._send("get_file", "GET",
+                               self._path(project, f"/repository/files/{quote(path, safe='')}"),
+                               {"ref": ref}))
+        data["content"] = base64.b64decode(data.get("content") or "").decode("utf-8", "replace")
+        data["encoding"] = "text"
+        return data
+
+    def ci_lint(self, project: Any, content: str, ref: str | None = None,
+                dry_run: bool = False) -> dict:
+        self._enter("ci_lint", project, content, ref=ref, dry_run=dry_run)
+        data: dict[str, Any] = {"content": content}
+        if dry_run:
+            data["dry_run"] = True
+            if ref:
+                data["ref"] = ref
+        return self._send("ci_lint", "POST", self._path(project, "/ci/lint"), data)
 
     def create_branch(self, project: Any, branch: str, ref: str) -> dict:
         self._enter("create_branch", project, branch, ref)

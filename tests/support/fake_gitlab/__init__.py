@@ -8,11 +8,21 @@ Both are driven through the same FakeGitLabControl API. See docs/fake_gitlab.md.
 
 from .app import FakeGitLabApp, Fault
 from .server import FakeGitLabControl, FakeGitLabProcess, FakeGitLabServer
-from .state import (BOT_TOKEN, BOT_USER, DEVELOPER, GUEST, MAINTAINER, OWNER, PLANNER, REPORTER,
-                    FakeState)
+from .state import BOT_TOKEN, BOT_USER, DEVELOPER, GUEST, MAINTAINER, OWNER, PLANNER, REPORTER, FakeState
 
 __all__ = [
-    "FakeGitLabApp", "Fault", "FakeGitLabControl", "FakeGitLabProcess", "FakeGitLabServer",
-    "FakeState", "BOT_TOKEN", "BOT_USER", "GUEST", "PLANNER", "REPORTER", "DEVELOPER",
-    "MAINTAINER", "OWNER",
+                    "BOT_TOKEN",
+                    "BOT_USER",
+                    "DEVELOPER",
+                    "GUEST",
+                    "MAINTAINER",
+                    "OWNER",
+                    "PLANNER",
+                    "REPORTER",
+                    "FakeGitLabApp",
+                    "FakeGitLabControl",
+                    "FakeGitLabProcess",
+                    "FakeGitLabServer",
+                    "FakeState",
+                    "Fault",
 ]

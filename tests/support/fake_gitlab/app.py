@@ -8,7 +8,8 @@ import json
 import re
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from werkzeug.wrappers import Request, Response

@@ -257,7 +257,7 @@ def _extend(config: dict) -> None:
             raise LintError(f"{key}: circular dependency detected in `extends`")
         merged: dict = {}
         for b in bases:
-            merged = _deep_merge(merged, resolve(b, path + [key]))
+            merged = _deep_merge(merged, resolve(b, [*path, key]))
         out = _deep_merge(merged, value)
         done[key] = out
         return out
@@ -279,12 +279,12 @@ def _includes(config: dict, files: dict, project: dict, sha: str, found: list[di
         if isinstance(entry, str):
             entry = {"remote": entry} if re.match(r"https?://", entry) else {"local": entry}
         if not isinstance(entry, dict):
-            errors.append("Included file `%s` does not have valid YAML syntax!" % entry)
+            errors.append(f"Included file `{entry}` does not have valid YAML syntax!")
             continue
         kinds = [k for k in ("local", "remote", "template", "project", "component", "artifact")
                  if k in entry]
         if len(kinds) != 1:
-            errors.append("Included file `%s` does not have a valid syntax!" % entry)
+            errors.append(f"Included file `{entry}` does not have a valid syntax!")
             continue
         kind = kinds[0]
         if kind != "local":

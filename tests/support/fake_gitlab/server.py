@@ -8,8 +8,9 @@ import select
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -194,7 +195,7 @@ class FakeGitLabServer(FakeGitLabControl):
         super().__init__(url)
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "FakeGitLabServer":
+    def start(self) -> FakeGitLabServer:
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05},
                                         name="fake-gitlab", daemon=True)
@@ -208,7 +209,7 @@ class FakeGitLabServer(FakeGitLabControl):
         if self._thread:
             self._thread.join(5)
 
-    def __enter__(self) -> "FakeGitLabServer":
+    def __enter__(self) -> FakeGitLabServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -224,7 +225,7 @@ class FakeGitLabProcess(FakeGitLabControl):
         self.proc: subprocess.Popen | None = None
         super().__init__("http://127.0.0.1:0")
 
-    def start(self, timeout: float = 20.0) -> "FakeGitLabProcess":
+    def start(self, timeout: float = 20.0) -> FakeGitLabProcess:
         cmd = [sys.executable, "-m", "tests.support.fake_gitlab", "--port", str(self._port)]
         if self._seed_file:
             cmd += ["--state", str(self._seed_file)]
@@ -251,7 +252,7 @@ class FakeGitLabProcess(FakeGitLabControl):
             self.proc.stdout.close()
         self._http.close()
 
-    def __enter__(self) -> "FakeGitLabProcess":
+    def __enter__(self) -> FakeGitLabProcess:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

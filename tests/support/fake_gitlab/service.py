@@ -14,13 +14,27 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote
 
 from .ci_lint import lint as ci_lint
-from .state import (DEVELOPER, GUEST, MAINTAINER, PIPELINE_STATUSES, PLANNER, REPORTER,
-                    FakeError, FakeState, bad_request, blob_sha, forbidden, not_found,
-                    parse_time, split_labels)
+from .state import (
+    DEVELOPER,
+    GUEST,
+    MAINTAINER,
+    PIPELINE_STATUSES,
+    PLANNER,
+    REPORTER,
+    FakeError,
+    FakeState,
+    bad_request,
+    blob_sha,
+    forbidden,
+    not_found,
+    parse_time,
+    split_labels,
+)
 
 P = r"/projects/(?P<project>[^/]+)"
 NOTEABLE = P + r"/(?P<kind>issues|merge_requests)/(?P<iid>\d+)"
@@ -52,7 +66,7 @@ class Call:
     """One request as the handlers see it: the caller, merged params (query + body), the
     path's captures, and lookups that raise GitLab's 404/403 in GitLab's order."""
 
-    def __init__(self, api: "Api", user: dict, params: dict, args: dict) -> None:
+    def __init__(self, api: Api, user: dict, params: dict, args: dict) -> None:
         self.api, self.state, self.user, self.params, self.args = api, api.state, user, params, args
         self._project: dict | None = None
 
@@ -887,4 +901,4 @@ class Api:
         return Result(d)
 
 
-__all__ = ["Api", "Result", "ROUTES", "JOB_SCOPES"]
+__all__ = ["JOB_SCOPES", "ROUTES", "Api", "Result"]

@@ -16,8 +16,9 @@ import hashlib
 import re
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 # GitLab access levels (doc/api/members.md#roles).
 GUEST, PLANNER, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 15, 20, 30, 40, 50
@@ -65,7 +66,7 @@ def bad_request(message: str, key: str = "message") -> FakeError:
 
 
 def iso(ts: float) -> str:
-    return (datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+    return (datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"))
 
 
@@ -78,7 +79,7 @@ def parse_time(value: Any) -> float:
         text = text[:-1] + "+00:00"
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
@@ -100,10 +101,7 @@ def split_labels(value: Any) -> list[str]:
     """GitLab takes labels as a comma-separated string or an array."""
     if value is None:
         return []
-    if isinstance(value, str):
-        items = value.split(",")
-    else:
-        items = list(value)
+    items = value.split(",") if isinstance(value, str) else list(value)
     return [str(x).strip() for x in items if str(x).strip()]
 
 
@@ -326,6 +324,9 @@ class FakeState:
                 "http_url_to_repo": f"{self.base_url}/{path}.git", "created_at": ts,
                 "last_activity_at": ts, "archived": False, "empty_repo": False,
                 "forked_from_project": None,
+                # CI/CD settings: the job timeout in seconds (GitLab's default 1 h) and the
+                # configuration path (empty: .gitlab-ci.yml); shown to Maintainers and up.
+                "build_timeout": 3600, "ci_config_path": None,
                 # private
                 "_tier": tier, "_reset_approvals_on_push": bool(reset_approvals_on_push),
                 "_members": {}, "_issues": {}, "_mrs": {}, "_labels": {}, "_branches": {},
@@ -360,13 +361,15 @@ class FakeState:
             return self.view_project(p)
 
     def set_project(self, project: Any, **settings: Any) -> dict:
-        """Change `tier`, `visibility`, `reset_approvals_on_push`, `default_branch`."""
+        """Change `tier`, `visibility`, `reset_approvals_on_push`, `default_branch`,
+        `build_timeout` (seconds), `ci_config_path`."""
         with self.lock:
             p = self.project(project)
             for key, value in settings.items():
                 if key in ("tier", "reset_approvals_on_push"):
                     p[f"_{key}"] = value
-                elif key in ("visibility", "default_branch", "description"):
+                elif key in ("visibility", "default_branch", "description", "build_timeout",
+                             "ci_config_path"):
                     p[key] = value
                 else:
                     raise bad_request(f"unknown project setting {key}", key="error")
@@ -884,6 +887,12 @@ class FakeState:
             elif kind in ("update", "delete", "chmod"):
                 if fp not in files:
                     raise bad_request("A file with this name doesn't exist")
+                # `last_commit_id` (update, move, delete): the file must not have changed
+                # since that commit (Files::MultiService#validate_file_status!).
+                known = a.get("last_commit_id")
+                if known and kind != "chmod" and self.last_commit_for(p, parent, fp) != known:
+                    raise bad_request("You are attempting to update a file that has changed "
+                                      "since you started editing it.")
                 if kind == "update":
                     files[fp] = content or ""
                 elif kind == "delete":
@@ -1149,6 +1158,11 @@ class FakeState:
         out = self.public(p)
         if user is not None:
             level = self.access(p, user)
+            # lib/api/entities/project.rb exposes the CI/CD settings to those who may change
+            # them (admin_project: Maintainer and up).
+            if level < MAINTAINER:
+                out.pop("build_timeout", None)
+                out.pop("ci_config_path", None)
             out["permissions"] = {
                 "project_access": ({"access_level": level, "notification_level": 3}
                                    if level else None),
