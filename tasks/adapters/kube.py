@@ -9,7 +9,38 @@ needs it.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+import logging
+import re
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+_insecure_hosts: set[str] = set()
+_insecure_lock = threading.Lock()
+
+
+def insecure_host(host: str) -> None:
+    """TLS verification is off for API server `host` (`verify_ssl: false`): say so once per
+    process, and silence urllib3's InsecureRequestWarning for that host only, which it would
+    otherwise emit on every single API call. Called when the configuration is loaded (the
+    worker does that at start, before it forks its pool) and again when a client is built."""
+    parts = urlsplit(host)
+    if parts.scheme != "https":
+        return  # plain HTTP has no certificate to skip
+    name = parts.hostname or host
+    with _insecure_lock:
+        if name in _insecure_hosts:
+            return
+        _insecure_hosts.add(name)
+    # the warning's own text names the host: other hosts keep their warnings
+    warnings.filterwarnings(
+        "ignore", message=rf"Unverified HTTPS request is being made to host '{re.escape(name)}'")
+    log.warning("TLS certificate verification is off for the Kubernetes API server %s "
+                "(verify_ssl: false); give it a CA bundle with ca_file instead", host)
 
 
 class KubeError(Exception):
@@ -78,12 +109,14 @@ class Kube:
     # ----- construction
     @classmethod
     def from_host(cls, host: str, *, token: str | None = None, verify_ssl: bool = True,
-                  ca_cert: str | None = None, request_timeout: float = 10.0) -> "Kube":
+                  ca_cert: str | None = None, request_timeout: float = 10.0) -> Kube:
         """Talk to an explicit API server URL (tests point this at the fake)."""
         from kubernetes import client
 
         cfg = client.Configuration(host=host)
         cfg.verify_ssl = verify_ssl
+        if not verify_ssl:
+            insecure_host(host)
         if ca_cert:
             cfg.ssl_ca_cert = ca_cert
         if token:
@@ -93,7 +126,7 @@ class Kube:
         return cls(cfg, request_timeout=request_timeout)
 
     @classmethod
-    def in_cluster(cls, *, request_timeout: float = 10.0) -> "Kube":
+    def in_cluster(cls, *, request_timeout: float = 10.0) -> Kube:
         """The pod's service account (token + CA mounted under /var/run/secrets)."""
         from kubernetes import client, config
 
@@ -106,7 +139,7 @@ class Kube:
 
     @classmethod
     def from_kubeconfig(cls, path: str, *, context: str | None = None,
-                        request_timeout: float = 10.0) -> "Kube":
+                        request_timeout: float = 10.0) -> Kube:
         """A kubeconfig file, typically a mounted secret."""
         from kubernetes import client, config
 

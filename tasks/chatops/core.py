@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from tasks import audit
 from tasks.chatops.deployer import DeployRequest, Ticket
 from tasks.chatops.gates import evaluate
 from tasks.comments import upsert_comment
 from tasks.config import AgentConfig
+from tasks.deploy.verdicts import Verdict, verdict
 from tasks.handlers import CommandHelp
 from tasks.store import Store
 
@@ -28,7 +30,7 @@ COMMAND_MODULES = ("deploy", "checklist", "approve", "rollback", "promote", "ret
 @dataclass(frozen=True)
 class ChatCommand:
     name: str
-    fn: Callable[["Invocation"], str]
+    fn: Callable[[Invocation], str]
     help: CommandHelp
 
 
@@ -36,7 +38,7 @@ COMMANDS: dict[str, ChatCommand] = {}
 
 
 def command(name: str, help: CommandHelp) -> Callable:
-    def wrap(fn: Callable[["Invocation"], str]) -> Callable[["Invocation"], str]:
+    def wrap(fn: Callable[[Invocation], str]) -> Callable[[Invocation], str]:
         COMMANDS[name] = ChatCommand(name, fn, help)
         return fn
     return wrap
@@ -92,7 +94,7 @@ class Invocation:
 
 def reply_body(line: str | None, username: str | None, text: str) -> str:
     """A reply: the command quoted, then the answer addressed to whoever gave it."""
-    quoted = "\n".join("> " + l for l in line.splitlines()) if line else ""
+    quoted = "\n".join("> " + text_line for text_line in line.splitlines()) if line else ""
     who = f"@{username} " if username else ""
     return f"{quoted}\n\n{who}{text}".strip()
 
@@ -112,6 +114,7 @@ def request_action(inv: Invocation, action: str, env: str, *, ref: str | None = 
                    dry_run: bool = False) -> str:
     """Gate, audit and submit a deploy, rollback or promote; reply and flip labels. With
     `dry_run`, answer with the whole checklist and change nothing."""
+    refused = verdict(action, "refused")
     access = inv.config.env_access(env)
     if access is None:
         known = ", ".join(sorted(inv.config.access)) or "none"
@@ -122,14 +125,16 @@ def request_action(inv: Invocation, action: str, env: str, *, ref: str | None = 
     if target is None and not dry_run:
         # No test double stands in for a cluster: nothing can be deployed, so nothing is claimed.
         inv.audit("refused", env=env, reason="no target configured")
-        inv.reply(f"❌ no target configured for `{env}`: nothing was deployed. Add "
+        inv.reply(f"{refused.emoji} no target configured for `{env}`: nothing was deployed. Add "
                   f"`environments.{env}` (the Kubernetes Deployment to update) to "
                   "DEVOPS_AGENT_CONFIG.")
         if inv.trigger_label:
             inv.ctx.gitlab.remove_labels(inv.project, inv.kind, inv.iid, [inv.trigger_label])
         inv.ctx.decide("refused", env=env, gate="target")
         return "refused: no target"
-    ref = ref or inv.default_ref()
+    # Only a deploy ships a ref; a rollback returns to a revision and a promote lets a running
+    # deploy go on, so neither names a branch.
+    ref = (ref or inv.default_ref()) if action == "deploy" else None
     decision = evaluate(inv.ctx.gitlab, inv.ctx.redis, access, project=inv.project, env=env,
                         ref=ref, user_id=inv.user_id, username=inv.username,
                         force_reason=force_reason, action=action, noteable=inv.noteable,
@@ -139,9 +144,9 @@ def request_action(inv: Invocation, action: str, env: str, *, ref: str | None = 
     checked = decision.checked
     if dry_run:
         what = f" `{checked.ref}` at {checked.sha[:8]} (pipeline #{checked.pipeline})" if checked else ""
-        verdict = "would be allowed" if decision.allowed else "would be refused"
+        allowed = "would be allowed" if decision.allowed else "would be refused"
         inv.audit("dry-run", env=env, ref=ref, gates=gate_log, allowed=decision.allowed)
-        inv.reply(f"📋 checklist for `{action} {env}`{what}: {verdict}; nothing was deployed."
+        inv.reply(f"📋 checklist for `{action} {env}`{what}: {allowed}; nothing was deployed."
                   + ("" if target is not None else f" (`{env}` has no target configured, so a "
                      "real deploy would be refused.)") + "\n\n" + decision.checklist())
         return "dry-run"
@@ -149,20 +154,14 @@ def request_action(inv: Invocation, action: str, env: str, *, ref: str | None = 
         refusing = decision.refusing()
         assert refusing is not None
         inv.audit("refused", env=env, ref=ref, gates=gate_log, forced=force_reason is not None)
-        inv.reply(f"❌ `{action} {env}` refused by the **{refusing.name}** gate: {refusing.detail}")
+        inv.reply(f"{refused.emoji} `{action} {env}` refused by the **{refusing.name}** gate: "
+                  f"{refusing.detail}")
         if inv.trigger_label:
             inv.ctx.gitlab.remove_labels(inv.project, inv.kind, inv.iid, [inv.trigger_label])
         inv.ctx.decide("refused", env=env, gate=refusing.name)
         return f"refused: {refusing.name}"
     # Exactly what the gates checked ships: never a second read of the ref.
     sha = checked.sha if action == "deploy" and checked else None
-    labels = inv.config.labels
-    if inv.trigger_label or action == "deploy":
-        deploying = labels.name("deploying", env)
-        # One status per environment: the previous outcome goes when a new deploy starts.
-        stale = [x for x in labels.status_labels(env) if x != deploying]
-        inv.ctx.gitlab.relabel(inv.project, inv.kind, inv.iid, add=[deploying],
-                               remove=stale + ([inv.trigger_label] if inv.trigger_label else []))
     at = f" `{ref}` at {sha[:8]}" if sha and ref else ""
     inv.reply(f"⏳ {action} of `{env}`{at} queued.")
     request = DeployRequest(project=inv.project, env=env, action=action, ref=ref, sha=sha,
@@ -174,26 +173,70 @@ def request_action(inv: Invocation, action: str, env: str, *, ref: str | None = 
     inv.audit(ticket.status, env=env, ref=ref, sha=sha, gates=gate_log, revision=revision,
               pipeline=checked.pipeline if checked else None, forced=force_reason is not None,
               deploy_id=ticket.deploy_id, detail=ticket.detail)
-    finish(inv.ctx.gitlab, inv.config, inv.project, inv.kind, inv.iid, env, action, ticket,
-           reply=inv.reply)
+    if ticket.status in ("queued", "running"):
+        deployer = inv.ctx.deployer
+        in_progress(inv.ctx.gitlab, inv.ctx.redis, inv.config, inv.project, inv.kind, inv.iid,
+                    env, f"{action} of `{env}` is {ticket.status}: {ticket.detail}", inv.reply,
+                    still_running=lambda: bool(ticket.deploy_id) and deployer.active(ticket.deploy_id),
+                    trigger_label=inv.trigger_label)
+    else:
+        done = verdict(action, ticket.status)
+        conclude(inv.ctx.gitlab, inv.ctx.redis, inv.config, inv.project, inv.kind, inv.iid, env,
+                 done, done.text(env, ticket.detail), inv.reply, trigger_label=inv.trigger_label)
     inv.ctx.decide(action, env=env, ref=ref, sha=sha, status=ticket.status,
                    deploy_id=ticket.deploy_id)
     return ticket.status
 
 
-def finish(gitlab: Any, config: AgentConfig, project: int, kind: str, iid: int, env: str,
-           action: str, ticket: Ticket, reply: Callable[[str], Any]) -> None:
-    """Report a ticket's state in the reply and the environment labels."""
+def status_lock(redis: Any, project: int | str, kind: str, iid: int, env: str) -> Any:
+    """Serialises what one issue or MR shows about one environment (its replies' state and its
+    status label): news written late never overwrites a verdict written meanwhile."""
+    return Store(redis).lock(f"deploy-status:{project}:{kind}:{iid}:{env}", ttl=10.0, wait=30.0)
+
+
+def in_progress(gitlab: Any, redis: Any, config: AgentConfig, project: int | str, kind: str,
+                iid: int, env: str, text: str, reply: Callable[[str], Any], *,
+                still_running: Callable[[], bool], trigger_label: str | None = None) -> bool:
+    """A request is under way: its issue carries the `deploying` label (the environment's other
+    status labels and the trigger label removed) and its reply says `text`, both only while
+    `still_running()`. Once it ended, the worker that ended it writes the verdict instead."""
     labels = config.labels
-    if ticket.status in ("queued", "running"):
-        reply(f"🚀 {action} of `{env}` is {ticket.status}: {ticket.detail}")
-        return
-    # Labels first, the reply last: whoever waits for the verdict in the thread sees final labels.
-    succeeded = ticket.status == "succeeded"
-    outcome = labels.name("deployed" if succeeded else "failed", env)
-    gitlab.relabel(project, kind, iid, add=[outcome],
-                   remove=[x for x in labels.status_labels(env) if x != outcome])
-    if succeeded:
-        reply(f"✅ {action} of `{env}` done: {ticket.detail}")
-    else:
-        reply(f"❌ {action} of `{env}` {ticket.status}: {ticket.detail}")
+    with status_lock(redis, project, kind, iid, env):
+        if not still_running():
+            if trigger_label:
+                gitlab.remove_labels(project, kind, iid, [trigger_label])
+            return False
+        deploying = labels.name("deploying", env)
+        gitlab.relabel(project, kind, iid, add=[deploying],
+                       remove=[x for x in labels.status_labels(env) if x != deploying]
+                       + ([trigger_label] if trigger_label else []))
+        reply(f"🚀 {text}")
+    return True
+
+
+def progress(redis: Any, project: int | str, kind: str, iid: int, env: str, text: str,
+             reply: Callable[[str], Any], *, still_running: Callable[[], bool]) -> bool:
+    """News while a request runs (no label change), dropped once it has ended."""
+    with status_lock(redis, project, kind, iid, env):
+        if not still_running():
+            return False
+        reply(f"🚀 {text}")
+    return True
+
+
+def conclude(gitlab: Any, redis: Any, config: AgentConfig, project: int | str, kind: str,
+             iid: int, env: str, done: Verdict, text: str, reply: Callable[[str], Any], *,
+             trigger_label: str | None = None) -> None:
+    """A verdict (tasks/deploy/verdicts.py): the status label it names replaces the
+    environment's others (one at a time, on Free as on Premium), then the reply says `text`.
+    Labels first: whoever waits for the verdict in the thread sees final labels."""
+    labels = config.labels
+    extra = [trigger_label] if trigger_label else []
+    with status_lock(redis, project, kind, iid, env):
+        if done.label:
+            keep = labels.name(done.label, env)
+            gitlab.relabel(project, kind, iid, add=[keep],
+                           remove=[x for x in labels.status_labels(env) if x != keep] + extra)
+        elif extra:
+            gitlab.remove_labels(project, kind, iid, extra)
+        reply(text)

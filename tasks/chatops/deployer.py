@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 
-
 @dataclass(frozen=True)
 class DeployRequest:
     project: int
@@ -34,12 +33,16 @@ class DeployRequest:
 
 @dataclass
 class Ticket:
-    status: str  # queued | running | succeeded | failed | refused
+    # queued | running while the request is carried out; refused when nothing was started
+    # (the verdicts a request can end in are in tasks/deploy/verdicts.py)
+    status: str
     detail: str
     deploy_id: str | None = None
 
 
 class Deployer(Protocol):
     def submit(self, request: DeployRequest) -> Ticket: ...
+
+    def active(self, deploy_id: str) -> bool: ...
 
     def status(self, project: int, env: str) -> dict[str, Any]: ...

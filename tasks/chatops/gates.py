@@ -186,9 +186,9 @@ def approval_gate(gitlab: Any, redis: Any, access: EnvAccess, *, project: int, e
         if note.get("system") or author.get("username") in (None, username):
             continue
         for cmd in parse_note(str(note.get("body") or ""), prefix).commands:
-            if cmd.name == "approve" and cmd.args[:1] == (env,):
-                if access_level(gitlab, redis, project, int(author.get("id") or 0)) >= access.min_level:
-                    approvers.add(author["username"])
+            if cmd.name == "approve" and cmd.args[:1] == (env,) and access_level(
+                    gitlab, redis, project, int(author.get("id") or 0)) >= access.min_level:
+                approvers.add(author["username"])
     if len(approvers) >= access.approvals:
         return Gate("approval", True, "approved by " + ", ".join(f"@{a}" for a in sorted(approvers)))
     return Gate("approval", False, f"{env} needs {access.approvals} approval(s) from someone else "
@@ -274,7 +274,7 @@ def evaluate(gitlab: Any, redis: Any, access: EnvAccess, *, project: int, env: s
     """Every gate of the environment, in order; the access gate first. A deploy's SHA is read
     once (the ref's latest pipeline) and every SHA gate checks that SHA: what passes is what
     ships. `checklist` runs all gates instead of stopping at the first refusal."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     level = access_level(gitlab, redis, project, user_id)
     gates = [check_access(level, access.min_level, env)]
     if not gates[0].passed and not checklist:

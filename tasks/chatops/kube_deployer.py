@@ -3,12 +3,18 @@
 A deploy is a persisted state machine (tasks/deploy/service.py). Instead of sleeping in a worker
 between steps, each deploy is an engine item `s:<deploy id>` (tasks/schedule.py) due when its
 next step is; a worker killed mid-step is followed by another once its lease lapses (every step
-is idempotent). Progress, the verdict and any post-mortem go to the command's reply.
+is idempotent, and the deploy's step lock lapses with the lease).
+
+Every command owns one reply. Its context (where the reply is, who asked, the label that
+triggered it) is kept under the request's handle, written before the service is called, and the
+deploy record names the handles waiting on it: the request that started it, and any rollback or
+promote that joined it later. Each is told its own verdict (tasks/deploy/verdicts.py).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import orjson
@@ -24,21 +30,42 @@ log = logging.getLogger("devops_agent.deploy")
 _DELETE_IF_STARTING = ("if redis.call('GET', KEYS[1]) == 'starting' then "
                        "return redis.call('DEL', KEYS[1]) end return 0")
 CONTEXT_TTL = 30 * 86400
+GITLAB_DEPLOYMENT_STATUS = {"succeeded": "success", "rolled_back": "failed", "failed": "failed",
+                            "aborted": "canceled"}
 
 
-def _context_key(deploy_id: str) -> str:
-    return f"da:deploy-ctx:{deploy_id}"
+def _context_key(handle: str) -> str:
+    return f"da:deploy-ctx:{handle}"
+
+
+def _postmortem_key(deploy_id: str) -> str:
+    return f"da:deploy-postmortem:{deploy_id}"
 
 
 class GitLabReporter:
-    """The deploy service's Reporter: edits the command's reply, flips labels, files post-mortems."""
+    """The deploy service's Reporter: edits each waiting command's reply, moves its labels,
+    records GitLab deployments and files post-mortems."""
 
     def __init__(self, gitlab: Any, redis: Any, config: AgentConfig) -> None:
         self.gitlab, self.redis, self.config = gitlab, redis, config
 
-    def _ctx(self, deploy: Any) -> dict[str, Any] | None:
-        raw = self.redis.get(_context_key(deploy.id))
+    def _ctx(self, handle: str) -> dict[str, Any] | None:
+        raw = self.redis.get(_context_key(handle)) if handle else None
         return orjson.loads(raw) if raw else None
+
+    def parties(self, deploy: Any) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """(action, context, follower entry) of every request the record carries out: the one
+        that started it (records from before handles existed kept it under their id), then
+        those that joined it."""
+        out: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        own = self._ctx(deploy.handle or deploy.id)
+        if own is not None:
+            out.append((deploy.kind, own, {}))
+        for follower in deploy.followers:
+            ctx = self._ctx(follower.get("handle", ""))
+            if ctx is not None:
+                out.append((follower.get("action", ""), ctx, follower))
+        return out
 
     def _reply(self, ctx: dict[str, Any], text: str) -> None:
         from tasks.chatops.core import reply_body
@@ -47,39 +74,70 @@ class GitLabReporter:
         upsert_comment(self.gitlab, Store(self.redis), ctx["project"], kind, iid, subject,
                        reply_body(ctx.get("line"), ctx.get("requested_by"), text))
 
+    def _running(self, deploy_id: str) -> bool:
+        from tasks.deploy.store import DeployStore
+
+        store = DeployStore(self.redis)
+        return store.exists(deploy_id) and not store.load(deploy_id).terminal
+
     def progress(self, deploy: Any, text: str) -> None:
-        ctx = self._ctx(deploy)
-        if ctx and ctx.get("reply_to"):
-            self._reply(ctx, f"🚀 {deploy.kind} of `{deploy.env}` running: {text}")
+        from tasks.chatops.core import progress
+
+        for action, ctx, _ in self.parties(deploy):
+            if not ctx.get("reply_to"):
+                continue
+            kind, iid, _subject = ctx["reply_to"]
+            lead = f"{action} of `{deploy.env}` running: "
+            if action != deploy.kind:  # a rollback or promote carried out by this deploy
+                lead += f"deploy `{deploy.id}`: "
+            self._each(progress, self.redis, ctx["project"], kind, iid, deploy.env, lead + text,
+                       lambda t, c=ctx: self._reply(c, t),
+                       still_running=lambda: self._running(deploy.id))
 
     def verdict(self, deploy: Any, text: str) -> None:
-        from tasks.chatops.core import finish
+        from tasks.deploy.verdicts import outcome
 
-        ctx = self._ctx(deploy)
-        if not ctx:
+        for action, ctx, _ in self.parties(deploy):
+            if action == "deploy" and deploy.kind == "deploy":
+                self._each(self._record_deployment, ctx, outcome(deploy, action))
+            self._each(self.tell, deploy, action, ctx)
+
+    def tell(self, deploy: Any, action: str, ctx: dict[str, Any]) -> None:
+        """One request's verdict, from the record that carried it out."""
+        from tasks.chatops.core import conclude
+        from tasks.deploy.verdicts import aborted_by, detail, outcome, verdict
+
+        result = outcome(deploy, action)
+        if result is None or not ctx.get("reply_to"):
             return
-        status = "succeeded" if deploy.status == "succeeded" else (
-            "paused" if deploy.status == "paused" else "failed")
-        if not ctx.get("reply_to"):
-            self._record_deployment(ctx, status)
-            return
-        if status == "paused":
-            self._reply(ctx, f"⏸ {deploy.kind} of `{deploy.env}` is waiting: {text}. Answer "
-                             f"`{self.config.chatops.prefix} promote {deploy.env}` or "
-                             f"`{self.config.chatops.prefix} rollback {deploy.env}`.")
-            return
+        done = verdict(action, result)
+        words = detail(deploy, action)
+        if result == "paused":
+            prefix = self.config.chatops.prefix
+            words += (f". Answer `{prefix} promote {deploy.env}` to go on or "
+                      f"`{prefix} rollback {deploy.env}` to undo it")
+        postmortem = self.redis.get(_postmortem_key(deploy.id))
+        if postmortem and action == deploy.kind:
+            words += f". Post-mortem: #{postmortem.decode()}"
         kind, iid, _ = ctx["reply_to"]
-        self._record_deployment(ctx, status)
-        finish(self.gitlab, self.config, ctx["project"], kind, iid, deploy.env, deploy.kind,
-               Ticket(status, text, deploy.id), reply=lambda t: self._reply(ctx, t))
+        conclude(self.gitlab, self.redis, self.config, ctx["project"], kind, iid, deploy.env, done,
+                 done.text(deploy.env, words, by=aborted_by(deploy)), lambda t: self._reply(ctx, t))
 
-    def _record_deployment(self, ctx: dict[str, Any], status: str) -> None:
-        if ctx.get("gitlab_deployment") and status in ("succeeded", "failed"):
-            self.gitlab.update_deployment(ctx["project"], ctx["gitlab_deployment"],
-                                          "success" if status == "succeeded" else "failed")
+    def _each(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        # One request's reply failing (its note deleted, GitLab hiccuping) must not keep the
+        # others from being told.
+        try:
+            fn(*args, **kwargs)
+        except Exception:
+            log.warning("could not report on a deploy to one of its requests", exc_info=True)
+
+    def _record_deployment(self, ctx: dict[str, Any], result: str) -> None:
+        status = GITLAB_DEPLOYMENT_STATUS.get(result)
+        if ctx.get("gitlab_deployment") and status:
+            self.gitlab.update_deployment(ctx["project"], ctx["gitlab_deployment"], status)
 
     def postmortem(self, deploy: Any, title: str, body: str) -> None:
-        ctx = self._ctx(deploy) or {}
+        ctx = self._ctx(deploy.handle or deploy.id) or {}
         project = ctx.get("project") or deploy.project
         store = Store(self.redis)
         if not store.once(f"postmortem:{deploy.id}"):
@@ -89,9 +147,9 @@ class GitLabReporter:
         except Exception:
             store.forget(f"postmortem:{deploy.id}")
             raise
-        if ctx.get("reply_to"):
-            self._reply(ctx, f"❌ {deploy.kind} of `{deploy.env}` was rolled back automatically; "
-                             f"post-mortem: #{issue.get('iid')}")
+        self.redis.set(_postmortem_key(deploy.id), str(issue.get("iid")), ex=CONTEXT_TTL)
+        if ctx.get("reply_to"):  # the verdict again, now with the post-mortem's number
+            self.tell(deploy, deploy.kind, ctx)
 
 
 class KubeDeployer:
@@ -99,24 +157,26 @@ class KubeDeployer:
 
     def __init__(self, rt: Any, config: AgentConfig) -> None:
         self.rt, self.config, self.redis = rt, config, rt.redis
+        self._service: Any = None
 
     def service(self) -> Any:
+        """One per process: its Kubernetes clients (connection pools) serve every step."""
         from tasks.deploy.service import DeployService
 
-        reporter = GitLabReporter(self.rt.adapter("gitlab"), self.redis, self.config)
-        return DeployService(self.redis, self.config.environments, reporter)
+        if self._service is None:
+            reporter = GitLabReporter(self.rt.adapter("gitlab"), self.redis, self.config)
+            # The step lock lapses with the engine's lease: a step of a killed worker runs
+            # again as soon as the engine re-sends it (README, Deploys: recovery).
+            lease = float(getattr(self.rt.settings, "task_lease_seconds", 30.0))
+            self._service = DeployService(self.redis, self.config.environments, reporter,
+                                          step_mutex_ttl=lease)
+        return self._service
 
     # -- what the gates ask: which SHAs this environment ran and verified -----------------------
     def _history(self, project: int, env: str, limit: int = 50) -> list[Any]:
         from tasks.deploy.store import DeployStore
 
-        store = DeployStore(self.redis)
-        ids = [i.decode() for i in self.redis.lrange(f"deploy-history:{project}:{env}", 0, limit - 1)]
-        out = []
-        for deploy_id in ids:
-            if store.exists(deploy_id):
-                out.append(store.load(deploy_id))
-        return out
+        return DeployStore(self.redis).history(str(project), env, limit)
 
     def succeeded_shas(self, project: int, env: str, limit: int = 50) -> list[str]:
         """SHAs deployed to `env` whose deploy passed its checks, newest first."""
@@ -129,9 +189,14 @@ class KubeDeployer:
                 return {"sha": r.sha, "image": r.image, "id": r.id}
         return None
 
-    def submit(self, request: DeployRequest) -> Ticket:
-        from tasks.deploy.model import DeployError, DeployRequest as KubeDeploy, RollbackRequest
+    def active(self, deploy_id: str) -> bool:
+        """Whether the deploy (or rollback) still runs or waits for a human."""
+        from tasks.deploy.store import DeployStore
 
+        store = DeployStore(self.redis)
+        return store.exists(deploy_id) and not store.load(deploy_id).terminal
+
+    def submit(self, request: DeployRequest) -> Ticket:
         if request.env not in self.config.environments:
             return Ticket("refused", f"no target configured for `{request.env}`: nothing was deployed")
         if self.rt.settings.dry_run:
@@ -152,42 +217,79 @@ class KubeDeployer:
             raise
 
     def _start(self, request: DeployRequest, seen_key: str) -> Ticket:
-        from tasks.deploy.model import DeployError, DeployRequest as KubeDeploy, RollbackRequest
+        from tasks.deploy.model import DeployError, RollbackRequest
+        from tasks.deploy.model import DeployRequest as KubeDeploy
 
         svc = self.service()
+        handle = request.request_id or f"request:{uuid.uuid4().hex}"
+        context = {"project": request.project, "reply_to": request.reply_to,
+                   "requested_by": request.requested_by, "trigger_label": request.trigger_label,
+                   "line": request.command_line, "action": request.action, "gitlab_deployment": None}
+        # The context exists before any record names its handle: a worker stepping the deploy
+        # in another process can report to it from the first step on.
+        self.redis.set(_context_key(handle), orjson.dumps(context), ex=CONTEXT_TTL)
         try:
             if request.action == "deploy":
                 deploy_id = svc.start(KubeDeploy(project=str(request.project), env=request.env,
                                                  sha=request.sha or "", ref=request.ref or "",
-                                                 requested_by=request.requested_by or ""))
+                                                 requested_by=request.requested_by or "",
+                                                 handle=handle))
             elif request.action == "rollback":
                 revision = int(request.revision) if request.revision else None
                 deploy_id = svc.rollback(RollbackRequest(
                     project=str(request.project), env=request.env,
                     requested_by=request.requested_by or "", revision=revision,
-                    reason=request.reason or ""))
+                    reason=request.reason or "", handle=handle, force=request.reason is not None))
             else:
-                deploy_id = svc.promote(request.env, project=str(request.project))
+                deploy_id = svc.promote(request.env, project=str(request.project),
+                                        by=request.requested_by or "", handle=handle)
         except (DeployError, ValueError) as exc:
-            self.redis.delete(seen_key)
+            self.redis.delete(seen_key, _context_key(handle))
             return Ticket("refused", str(exc))
         self.redis.set(seen_key, deploy_id, ex=CONTEXT_TTL)
-        gitlab_deployment = None
+        rec = svc.get(deploy_id)
         if self.config.gitlab_deployments and request.action == "deploy" and request.sha:
             made = self.rt.adapter("gitlab").create_deployment(
                 request.project, request.env, request.sha, request.ref or "", status="running")
-            gitlab_deployment = made.get("id")
-        self.redis.set(_context_key(deploy_id), orjson.dumps({
-            "project": request.project, "reply_to": request.reply_to,
-            "requested_by": request.requested_by, "trigger_label": request.trigger_label,
-            "line": request.command_line, "gitlab_deployment": gitlab_deployment}), ex=CONTEXT_TTL)
+            context["gitlab_deployment"] = made.get("id")
+            self.redis.set(_context_key(handle), orjson.dumps(context), ex=CONTEXT_TTL)
         self.rt.schedule.add(step_member(deploy_id), send_now=True)
-        return Ticket("queued", f"{request.action} `{deploy_id}` started", deploy_id)
+        if rec.kind == "deploy" and request.action == "rollback":
+            detail = (f"deploy `{deploy_id}` of {rec.image} by @{rec.requested_by} was asked to "
+                      "abort; undoing it is this rollback")
+        elif request.action == "promote":
+            detail = f"deploy `{deploy_id}` of {rec.image} by @{rec.requested_by} was told to go on"
+        else:
+            target = rec.data.get("target") or {}
+            to = (f" to revision {target['revision']} ({target['image']})" if target.get("revision")
+                  else f" to {target['color']} ({target['image']})" if target.get("color") else "")
+            detail = f"{request.action} `{deploy_id}`{to} started"
+            if target.get("failed"):
+                detail += f", forced: {target['failed']}"
+        return Ticket("queued", detail, deploy_id)
 
     def status(self, project: int, env: str) -> dict[str, Any]:
-        st = self.service().status(env, project=str(project))
-        return {"env": env, "locked_by": st.locked_by, "live": st.live,
-                "last": st.last.status if st.last else None}
+        """What runs in `env` (read from the cluster), the deploy in progress, its revisions."""
+        from tasks.deploy.service import _describe
+
+        svc = self.service()
+        st = svc.status(env, project=str(project))
+        out: dict[str, Any] = {"env": env, "locked_by": st.locked_by, "live": st.live,
+                               "active": _summary(st.active), "last": _summary(st.last)}
+        try:
+            out["revisions"] = [_describe(r) for r in svc.revisions(env, project=str(project))]
+        except Exception as exc:  # noqa: BLE001 - status only reads; it answers whatever it can
+            out["revisions"] = []
+            out["revisions_error"] = str(exc)
+        return out
+
+
+def _summary(rec: Any) -> dict[str, Any] | None:
+    if rec is None:
+        return None
+    return {"id": rec.id, "kind": rec.kind, "status": rec.status, "phase": rec.phase,
+            "requested_by": rec.requested_by, "image": rec.image, "revision": rec.revision,
+            "target": rec.data.get("target"), "reason": rec.reason, "updated_at": rec.updated_at}
 
 
 def step_member(deploy_id: str) -> str:

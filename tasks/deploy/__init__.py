@@ -4,8 +4,18 @@ strategies (rolling, blue-green, canary), verification and post-mortems. See the
 Importing this package does not import the `kubernetes` client (the adapter loads it lazily)."""
 
 from tasks.deploy.config import ConfigError, EnvironmentConfig, parse_environments
-from tasks.deploy.model import (DeployError, DeployLocked, DeployNotFound, DeployRecord, DeployRequest,
-                                EnvStatus, NullReporter, Reporter, RollbackRequest, Step)
+from tasks.deploy.model import (
+                                DeployError,
+                                DeployLocked,
+                                DeployNotFound,
+                                DeployRecord,
+                                DeployRequest,
+                                EnvStatus,
+                                NullReporter,
+                                Reporter,
+                                RollbackRequest,
+                                Step,
+)
 from tasks.deploy.service import DeployService
 
 __all__ = [

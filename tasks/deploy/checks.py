@@ -30,7 +30,7 @@ class Outcome:
 def probe(check: HealthCheck, url: str) -> tuple[bool, str]:
     """One GET; (ok, what was observed)."""
     try:
-        with urllib.request.urlopen(url, timeout=check.timeout) as resp:  # noqa: S310 - configured URL
+        with urllib.request.urlopen(url, timeout=check.timeout) as resp:
             status = resp.status
     except urllib.error.HTTPError as e:
         status = e.code
@@ -42,7 +42,7 @@ def probe(check: HealthCheck, url: str) -> tuple[bool, str]:
 def prometheus_value(url: str, query: str, timeout: float) -> float | None:
     """Instant query; the worst value across series (None: no data)."""
     full = f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
-    with urllib.request.urlopen(full, timeout=timeout) as resp:  # noqa: S310
+    with urllib.request.urlopen(full, timeout=timeout) as resp:
         body = json.load(resp)
     if body.get("status") != "success":
         raise ValueError(f"prometheus answered {body.get('status')}: {body.get('error', '')}")
@@ -101,9 +101,9 @@ def verify_round(cfg: EnvironmentConfig, state: dict, values: dict[str, Any], *,
     if not http_ok:
         return Outcome("fail", "health checks did not reach their success count: " + "; ".join(notes))
     inconclusive = []
-    passed = [f"{c.successes} consecutive successes of GET {fill(c.url, values)}" for c in cfg.health_checks]
-    for check in cfg.prometheus:
-        outcome = evaluate_prometheus(check, values)
+    passed = [f"{h.successes} consecutive successes of GET {fill(h.url, values)}" for h in cfg.health_checks]
+    for prom in cfg.prometheus:
+        outcome = evaluate_prometheus(prom, values)
         if outcome.verdict == "fail":
             return outcome
         if outcome.verdict == "inconclusive":

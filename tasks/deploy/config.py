@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -27,22 +27,29 @@ class Credentials(_Model):
     """How to reach the cluster.
 
     in_cluster: the worker pod's service account. kubeconfig: a file path (a mounted secret),
-    optionally a context. host: an explicit API server URL (tests, kubectl proxy)."""
+    optionally a context. host: an explicit API server URL (tests, kubectl proxy), with a
+    bearer token from `token_file` and the server's CA bundle from `ca_file` (a private CA)."""
 
     mode: Literal["in_cluster", "kubeconfig", "host"] = "in_cluster"
     kubeconfig: str | None = None
     context: str | None = None
     host: str | None = None
     token_file: str | None = None
+    ca_file: str | None = None
     verify_ssl: bool = True
     request_timeout: float = Field(10.0, gt=0)
 
     @model_validator(mode="after")
-    def _complete(self) -> "Credentials":
+    def _complete(self) -> Credentials:
         if self.mode == "kubeconfig" and not self.kubeconfig:
             raise ValueError("mode kubeconfig needs `kubeconfig: <path>`")
         if self.mode == "host" and not self.host:
             raise ValueError("mode host needs `host: <url>`")
+        if self.ca_file and self.mode != "host":
+            raise ValueError(f"ca_file is for mode host; mode {self.mode} brings its own CA")
+        if self.ca_file and not self.verify_ssl:
+            raise ValueError("ca_file with verify_ssl: false: the CA would never be checked; "
+                             "drop one of them")
         return self
 
 
@@ -98,7 +105,7 @@ class RollingStrategy(_Model):
     @field_validator("max_surge", "max_unavailable")
     @classmethod
     def _intstr(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 0 or isinstance(v, str) and not re.fullmatch(r"\d{1,3}%", v):
+        if (isinstance(v, int) and v < 0) or (isinstance(v, str) and not re.fullmatch(r"\d{1,3}%", v)):
             raise ValueError("must be a non-negative integer or a percentage like '25%'")
         return v
 
@@ -121,7 +128,7 @@ class CanaryStrategy(_Model):
     interval: float = Field(300.0, gt=0, description="seconds of analysis at each weight")
 
 
-StrategyConfig = Annotated[Union[RollingStrategy, BlueGreenStrategy, CanaryStrategy],
+StrategyConfig = Annotated[RollingStrategy | BlueGreenStrategy | CanaryStrategy,
                            Field(discriminator="type")]
 
 
@@ -218,10 +225,16 @@ def parse_environments(data: dict, source: str) -> dict[str, EnvironmentConfig]:
         except ValidationError as e:
             for err in e.errors():
                 parts = list(err["loc"])
-                if len(parts) > 1 and parts[0] == "strategy" and parts[1] in ("rolling", "blue_green", "canary"):
+                if len(parts) > 1 and parts[0] == "strategy" and \
+                        parts[1] in ("rolling", "blue_green", "canary"):
                     del parts[1]  # the discriminated union's tag, not a field the user wrote
                 loc = ".".join(str(p) for p in parts) or "(root)"
                 problems.append(f"{source}: environments.{name}.{loc}: {err['msg']}")
     if problems:
         raise ConfigError("invalid deploy configuration:\n  " + "\n  ".join(problems))
+    for cfg in out.values():
+        if cfg.credentials.mode == "host" and not cfg.credentials.verify_ssl:
+            from tasks.adapters.kube import insecure_host  # light: the client loads lazily
+
+            insecure_host(cfg.credentials.host or "")
     return out

@@ -20,23 +20,23 @@ class Step:
     reason: str = ""
 
     @classmethod
-    def wait(cls, seconds: float) -> "Step":
+    def wait(cls, seconds: float) -> Step:
         return cls("wait", seconds=max(0.0, float(seconds)))
 
     @classmethod
-    def paused(cls, reason: str) -> "Step":
+    def paused(cls, reason: str) -> Step:
         return cls("paused", reason=reason)
 
     @classmethod
-    def succeeded(cls, reason: str = "") -> "Step":
+    def succeeded(cls, reason: str = "") -> Step:
         return cls("succeeded", reason=reason)
 
     @classmethod
-    def failed(cls, reason: str) -> "Step":
+    def failed(cls, reason: str) -> Step:
         return cls("failed", reason=reason)
 
     @classmethod
-    def rolled_back(cls, reason: str) -> "Step":
+    def rolled_back(cls, reason: str) -> Step:
         return cls("rolled_back", reason=reason)
 
     @property
@@ -52,6 +52,9 @@ class DeployRequest:
     requested_by: str
     ref: str = ""
     image: str | None = None  # overrides the environment's image template
+    # Who to tell about it: opaque to the service, stored on the record for the Reporter
+    # (ChatOps keeps the command's reply under it).
+    handle: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,9 @@ class RollbackRequest:
     requested_by: str
     revision: int | None = None  # None: the revision before the live one
     reason: str = ""
+    handle: str = ""
+    # Go back even to a revision whose deploy here failed its checks (otherwise refused).
+    force: bool = False
 
 
 @dataclass
@@ -87,6 +93,11 @@ class DeployRecord:
     api_errors: int = 0
     promote_requested: bool = False
     abort_requested: str = ""            # who/why, when a rollback was asked for mid-deploy
+    handle: str = ""                     # the request's handle: whom the Reporter tells
+    # Other requests waiting on this record, each told its own verdict when it ends: a
+    # rollback that asked this deploy to abort, a promote that let it go on.
+    # [{"action": "rollback" | "promote", "by": user, "handle": ..., "reason": ..., "at": t}]
+    followers: list[dict[str, Any]] = field(default_factory=list)
 
     def log(self, text: str, at: float | None = None) -> None:
         self.timeline.append((at if at is not None else time.time(), text))
@@ -95,7 +106,7 @@ class DeployRecord:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, raw: str | bytes) -> "DeployRecord":
+    def from_json(cls, raw: str | bytes) -> DeployRecord:
         data = json.loads(raw)
         data["timeline"] = [tuple(x) for x in data.get("timeline", [])]
         return cls(**data)
@@ -144,7 +155,11 @@ class DeployNotFound(DeployError):
 
 
 class Reporter(Protocol):
-    """Where deploy news goes (GitLab comments in production, a list in tests)."""
+    """Where deploy news goes (GitLab comments in production, a list in tests).
+
+    `verdict` is called when the record ends (succeeded, failed, rolled_back) and when it
+    pauses for a human; the record says who asked for it (`handle`) and who else waits on it
+    (`followers`), so each of them can be told its own verdict (tasks/deploy/verdicts.py)."""
 
     def progress(self, deploy: DeployRecord, text: str) -> None: ...
 

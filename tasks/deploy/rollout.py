@@ -36,11 +36,14 @@ def rollout_status(dep: dict) -> Rollout:
     replicas = st.get("replicas") or 0
     available = st.get("availableReplicas") or 0
     if updated < desired:
-        return Rollout("progressing", f'deployment "{name}": {updated} out of {desired} new replicas have been updated')
+        return Rollout("progressing",
+                       f'deployment "{name}": {updated} out of {desired} new replicas have been updated')
     if replicas > updated:
-        return Rollout("progressing", f'deployment "{name}": {replicas - updated} old replicas are pending termination')
+        return Rollout("progressing",
+                       f'deployment "{name}": {replicas - updated} old replicas are pending termination')
     if available < updated:
-        return Rollout("progressing", f'deployment "{name}": {available} of {updated} updated replicas are available')
+        return Rollout("progressing",
+                       f'deployment "{name}": {available} of {updated} updated replicas are available')
     return Rollout("done", f'deployment "{name}" successfully rolled out')
 
 

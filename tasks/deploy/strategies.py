@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from tasks.adapters.kube import Kube, KubeNotFound
 from tasks.deploy.checks import verify_round
 from tasks.deploy.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig, RollingStrategy
 from tasks.deploy.model import DeployRecord, Step
-from tasks.deploy.rollout import (container_image, container_names, revision_of, rollout_status,
-                                  undo_patch, undo_template)
+from tasks.deploy.rollout import (
+    container_image,
+    container_names,
+    revision_of,
+    rollout_status,
+    undo_patch,
+    undo_template,
+)
 
 
 class Failure(Exception):
@@ -62,7 +68,8 @@ def _image_patch(ctx: Ctx, image: str, replicas: int | None = None, extra_spec: 
     if replicas is not None:
         spec["replicas"] = replicas
     spec.update(extra_spec or {})
-    return {"metadata": {"annotations": {"kubernetes.io/change-cause": ctx.change_cause(image)}}, "spec": spec}
+    return {"metadata": {"annotations": {"kubernetes.io/change-cause": ctx.change_cause(image)}},
+            "spec": spec}
 
 
 def _get(ctx: Ctx, name: str) -> dict:
@@ -133,7 +140,8 @@ def _undo(ctx: Ctx, name: str, to_revision: int | None) -> tuple[int, str]:
     # has observed the latest spec
     if _same_template(dep["spec"]["template"], template):
         return revision, image
-    ctx.kube.patch_deployment(ctx.ns, name, undo_patch(template, ctx.change_cause(f"rollback to revision {revision}")))
+    ctx.kube.patch_deployment(ctx.ns, name,
+                              undo_patch(template, ctx.change_cause(f"rollback to revision {revision}")))
     return revision, image
 
 
@@ -227,7 +235,8 @@ def _live_colour(ctx: Ctx) -> tuple[str, dict]:
     selector = ctx.kube.get_service_selector(ctx.ns, st.service)
     colour = selector.get(st.color_label)
     if colour not in st.colors:
-        raise Failure(f'service "{st.service}" selector {selector} has no {st.color_label} in {list(st.colors)}')
+        raise Failure(f'service "{st.service}" selector {selector} has no {st.color_label} '
+                      f"in {list(st.colors)}")
     return colour, selector
 
 
@@ -243,9 +252,13 @@ def bg_init(ctx: Ctx) -> Step | None:
     replicas = max(1, live_dep["spec"].get("replicas") or 1)
     ctx.d.setdefault("previous_image", container_image(live_dep, ctx.cfg.container))
     ctx.d.setdefault("previous_revision", revision_of(live_dep))
+    # The size the live colour serves at, before anything changes: a way back must find it
+    # at least this big, whatever scaled it down meanwhile (an autoscaler once traffic left).
+    ctx.d.setdefault("live_replicas", replicas)
     ctx.kube.patch_deployment(ctx.ns, idle_name, _image_patch(ctx, ctx.rec.image, replicas=replicas))
     ctx.d["mutated"] = True
-    ctx.note(f"bringing up idle colour {ctx.d['idle']} ({idle_name}) with {ctx.rec.image}, {replicas} replicas; "
+    ctx.note(f"bringing up idle colour {ctx.d['idle']} ({idle_name}) with {ctx.rec.image}, "
+             f"{replicas} replicas; "
              f"{ctx.d['live']} keeps serving {ctx.d['previous_image']}")
     ctx.rec.phase = "bg_rollout"
     return Step.wait(ctx.t.poll_interval)
@@ -286,7 +299,8 @@ def _switch(ctx: Ctx, to: str, *, require_image: str | None) -> None:
     dep = ctx.kube.read_deployment_status(ctx.ns, _colour_deployment(ctx, to))
     status = rollout_status(dep)
     image = container_image(dep, ctx.cfg.container)
-    if status.state != "done" or not (dep["spec"].get("replicas") or 0) or (require_image and image != require_image):
+    if status.state != "done" or not (dep["spec"].get("replicas") or 0) or \
+            (require_image and image != require_image):
         raise Failure(f"refusing to switch traffic to {to}: {status.message}, "
                       f"{dep['spec'].get('replicas') or 0} replicas, image {image}")
     ctx.kube.set_service_selector(ctx.ns, st.service, {**selector, st.color_label: to}, expect=selector)
@@ -308,17 +322,27 @@ def bg_switch_back(ctx: Ctx) -> Step | None:
     """Traffic moved and something failed: flip back to the old colour, kept running for this."""
     old = ctx.d["live"]
     name = _colour_deployment(ctx, old)
-    dep = ctx.kube.read_deployment_status(ctx.ns, name)
-    if not (dep["spec"].get("replicas") or 0):
-        ctx.kube.scale_deployment(ctx.ns, name, max(1, ctx.d.get("replicas", 1)))
+    if _restore_capacity(ctx, name, ctx.d.get("live_replicas") or 1, old):
         return Step.wait(ctx.t.poll_interval)
-    if rollout_status(dep).state != "done":
-        return _await_rollout(ctx, name, "rollback_deadline") or Step.wait(0)
+    step = _await_rollout(ctx, name, "rollback_deadline")
+    if step:
+        return step
     _switch(ctx, old, require_image=None)
     ctx.d["switched"] = False
     ctx.note(f"traffic switched back to {old} ({ctx.d.get('previous_image')})")
     ctx.rec.phase = "rolled_back"
     return None
+
+
+def _restore_capacity(ctx: Ctx, name: str, replicas: int, colour: str) -> bool:
+    """Scale colour `name` up to `replicas` if something scaled it below; True if it did."""
+    have = ctx.kube.get_deployment(ctx.ns, name)["spec"].get("replicas") or 0
+    if have >= replicas:
+        return False
+    ctx.kube.scale_deployment(ctx.ns, name, replicas)
+    ctx.note(f"{colour} was scaled down to {have}; scaling it back to {replicas} replicas before "
+             f"it takes traffic again")
+    return True
 
 
 def bg_abort(ctx: Ctx) -> Step | None:
@@ -350,17 +374,17 @@ def bg_flip(ctx: Ctx) -> Step | None:
             ctx.ns, _colour_deployment(ctx, live)), ctx.cfg.container)
     target = ctx.d["target"]
     name = _colour_deployment(ctx, target)
-    dep = ctx.kube.read_deployment_status(ctx.ns, name)
-    if not (dep["spec"].get("replicas") or 0):
+    if "live_replicas" not in ctx.d:
         live_dep = ctx.kube.get_deployment(ctx.ns, _colour_deployment(ctx, ctx.d["live"]))
-        ctx.kube.scale_deployment(ctx.ns, name, max(1, live_dep["spec"].get("replicas") or 1))
-        ctx.note(f"{target} was scaled down; scaling it up before switching back")
+        ctx.d["live_replicas"] = max(1, live_dep["spec"].get("replicas") or 1)
+    # the colour taking the traffic back must be as big as the one serving it now
+    if _restore_capacity(ctx, name, ctx.d["live_replicas"], target):
         return Step.wait(ctx.t.poll_interval)
     step = _await_rollout(ctx, name, "rollback_deadline")
     if step:
         return step
     _switch(ctx, target, require_image=None)
-    image = container_image(dep, ctx.cfg.container)
+    image = container_image(ctx.kube.get_deployment(ctx.ns, name), ctx.cfg.container)
     ctx.d["restored"] = {"image": image, "color": target}
     ctx.note(f"traffic switched back to {target} ({image}); {ctx.d['live']} kept for a re-promote")
     ctx.rec.phase = "rolled_back"

@@ -8,7 +8,7 @@ from tasks.chatops.gates import check_access, deny_window_gate, evaluate, freeze
 from tasks.config import DenyWindow, EnvAccess
 from tests.support.recording_gitlab import RecordingGitLab
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 WEEKEND_FREEZE = [{"freeze_start": "0 23 * * 5", "freeze_end": "0 7 * * 1", "cron_timezone": "UTC"}]
 
 
@@ -147,7 +147,7 @@ def test_approval_covers_only_its_own_branch_project_and_head(redis_client):
 
     gl = _gl()
     gl.state.add_branch(15, "feature", "main")
-    mr = gl.add_mr(15, 7, source_branch="feature")
+    gl.add_mr(15, 7, source_branch="feature")
     access = EnvAccess(require_mr_approval=True)
     args = dict(project=15, env="production", user_id=8, username="bob", force_reason=None)
     head = gl.get_mr(15, 7)["sha"]

@@ -22,6 +22,9 @@ class RecordingDeployer:
         self.requests.append(request)
         return Ticket("queued", "started", "staging-1")
 
+    def active(self, deploy_id):
+        return True
+
     def succeeded_shas(self, project, env, limit=50):
         return []
 

@@ -50,7 +50,8 @@ def test_switches_after_idle_colour_passes(cluster, web, reporter, make_service)
     assert image(cluster, "web-blue") == (V1, 3)  # kept for instant rollback
     assert "/green/healthz" in web.hits and "/blue/healthz" not in web.hits
     # the switch is a JSON patch with a `test` op: a compare-and-swap on the selector
-    assert ("PATCH", f"/api/v1/namespaces/{NS}/services/web", "application/json-patch+json") in cluster.requests
+    assert ("PATCH", f"/api/v1/namespaces/{NS}/services/web",
+            "application/json-patch+json") in cluster.requests
     assert service.status("staging").live["color"] == "green"
 
     # instant rollback: flip back to blue, which still runs v1
@@ -66,7 +67,7 @@ def test_failing_idle_colour_never_gets_traffic(cluster, web, reporter, make_ser
     assert drive(service, deploy_id).kind == "rolled_back"
     assert selector(cluster)["color"] == "blue"
     assert image(cluster, "web-green")[1] == 0
-    (_, title, body), = reporter.postmortems
+    (_, _title, body), = reporter.postmortems
     assert "HTTP 500 2 times in a row" in body and "traffic never left blue" in body
 
 
@@ -167,3 +168,58 @@ def test_named_revision_is_refused_for_blue_green(cluster, web, make_service):
     service = make_service(bg_config(cluster, web))
     with pytest.raises(DeployError, match="other colour"):
         service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob", revision=2))
+
+
+def _ready(fake, name):
+    dep = fake.objects[("deployments", NS, name)]
+    return dep["spec"]["replicas"], (dep.get("status") or {}).get("readyReplicas", 0)
+
+
+@pytest.mark.parametrize("down_to", [0, 1])
+def test_flip_back_restores_the_old_colours_size_first(cluster, web, make_service, down_to):
+    seen = {}
+
+    def autoscaler(fake, plural, ns, name):  # scales blue down as soon as traffic leaves it
+        if (plural, name) != ("services", "web"):
+            return
+        colour = fake.objects[("services", NS, "web")]["spec"]["selector"]["color"]
+        if colour == "green" and "down" not in seen:
+            seen["down"] = True
+            fake.scale(NS, "web-blue", down_to)
+        elif colour == "blue" and "down" in seen:
+            seen["back"] = _ready(fake, "web-blue")
+
+    cluster.on_write(autoscaler)
+    web.set_status("/green/healthz", [200, 200, 500, 500])  # fine before the switch, not after
+    service = make_service(bg_config(cluster, web))
+    deploy_id = service.start(request(sha="v2"))
+    assert drive(service, deploy_id).kind == "rolled_back"
+    assert seen["back"] == (3, 3)  # blue was back at full size, all ready, when traffic returned
+    assert service.get(deploy_id).data["live_replicas"] == 3
+    assert any(f"blue was scaled down to {down_to}; scaling it back to 3" in t
+               for _, t in service.get(deploy_id).timeline)
+
+
+def test_manual_rollback_brings_the_other_colour_to_the_live_size(cluster, web, make_service):
+    service = make_service(bg_config(cluster, web))
+    assert drive(service, service.start(request(sha="v2"))).kind == "succeeded"  # green live, 3
+    cluster.scale(NS, "web-blue", 1)  # someone trimmed the standby colour
+    seen = {}
+    cluster.on_write(lambda fake, plural, ns, name: seen.setdefault("back", _ready(fake, "web-blue"))
+                     if (plural, name) == ("services", "web") else None)
+    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob"))
+    assert drive(service, rb).kind == "rolled_back"
+    assert seen["back"] == (3, 3) and selector(cluster)["color"] == "blue"
+
+
+def test_rollback_to_the_colour_that_failed_needs_force(cluster, web, make_service):
+    from tasks.deploy.model import DeployError
+
+    web.set_status("/green/healthz", [200, 200, 500, 500])
+    service = make_service(bg_config(cluster, web))
+    assert drive(service, service.start(request(sha="v2"))).kind == "rolled_back"
+    assert selector(cluster)["color"] == "blue"  # green still runs v2, which failed after the switch
+    with pytest.raises(DeployError, match=r"green runs registry.example.com/shop/web:v2, which failed "
+                                          r"its checks here .*--force"):
+        service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob"))
+    assert selector(cluster)["color"] == "blue"

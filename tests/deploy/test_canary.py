@@ -59,7 +59,7 @@ def test_failed_analysis_aborts_and_scales_canary_to_zero(cluster, web, reporter
     assert drive(service, deploy_id).kind == "rolled_back"
     assert state(cluster, "web") == (V1, 4)
     assert state(cluster, "web-canary")[1] == 0
-    (_, title, body), = reporter.postmortems
+    (_, _title, body), = reporter.postmortems
     assert "aborted canary" in body and "HTTP 500 2 times in a row" in body
 
 

@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.deploy.config import (BlueGreenStrategy, CanaryStrategy, ConfigError, RollingStrategy, fill,
-                                 parse_environments)
+from tasks.deploy.config import (
+    BlueGreenStrategy,
+    CanaryStrategy,
+    ConfigError,
+    RollingStrategy,
+    fill,
+    parse_environments,
+)
 
 DOC = Path(__file__).resolve().parents[2] / "README.md"
 

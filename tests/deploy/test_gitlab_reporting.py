@@ -39,8 +39,9 @@ def seed_cluster(fake, strategy):
         fake.add_deployment(NS, "web", V1, replicas=2)
 
 
-def make_deployer(tmp_path, redis_server, fake, web, gl, strategy):
+def make_deployer(tmp_path, redis_server, fake, web, gl, strategy, **strategy_options):
     spec, health_path = STRATEGIES[strategy]
+    spec = {**spec, **strategy_options}
     config = {
         "gitlab_deployments": True,
         "access": {"staging": {"min_access": "developer"}},
@@ -117,3 +118,60 @@ def test_success_is_reported_once(strategy, tmp_path, redis_server, redis_client
     assert len(gl.calls(method="POST", path_re=r"/deployments$")) == 1
     [record] = gl.calls(method="PUT", path_re=r"/deployments/\d+$")
     assert record["json"]["status"] == "success"
+
+
+def test_a_promote_gets_its_own_reply_and_the_paused_deploy_its_verdict(tmp_path, redis_server,
+                                                                      redis_client, fake, web, gl):
+    """Blue-green with a manual switch: the deploy pauses (its reply says how to go on, its
+    issue keeps `deploying`), a promote from another issue lets it go on, and each reply ends
+    with its own verdict and label."""
+    seed_cluster(fake, "blue_green")
+    gl.add_issue(15, "Go live", iid=43)
+    deployer = make_deployer(tmp_path, redis_server, fake, web, gl, "blue_green",
+                             switch_traffic="manual")
+    ticket = submit(deployer, "v2")
+    run_to_end(deployer, ticket.deploy_id)  # paused: the engine item is done until someone answers
+    api = GitLabAdapter(gl.url, gl.token)
+
+    def body(iid):
+        return next(n["body"] for n in api.list_notes(15, "issue", iid) if "devops-agent:" in n["body"])
+    assert "⏸️ deploy of `staging` is waiting" in body(42) and "`/devops promote staging`" in body(42)
+    assert api.get_issue(15, 42)["labels"] == ["env::staging::deploying"]
+    promoted = deployer.submit(DeployRequest(
+        project=15, env="staging", action="promote", requested_by="carol",
+        reply_to=("issue", 43, "cmd:2:0"), request_id="15:issue:43:cmd:2:0"))
+    assert promoted.status == "queued" and promoted.deploy_id == ticket.deploy_id
+    run_to_end(deployer, ticket.deploy_id)
+    assert "✅ deploy of `staging` done" in body(42)
+    assert "@carol" not in body(42)
+    assert "✅ promote of `staging` done" in body(43)
+    assert api.get_issue(15, 42)["labels"] == ["env::staging::deployed"]
+    assert api.get_issue(15, 43)["labels"] == ["env::staging::deployed"]
+    late = deployer.submit(DeployRequest(  # nothing waits any more: refused, nothing joins
+        project=15, env="staging", action="promote", requested_by="carol",
+        request_id="15:issue:43:cmd:3:0"))
+    assert (late.status, late.detail) == ("refused", "nothing is deploying to staging")
+
+
+def test_a_rollback_during_a_deploy_cancels_its_gitlab_deployment(tmp_path, redis_server,
+                                                                  redis_client, fake, web, gl):
+    seed_cluster(fake, "rolling")
+    fake.image_behavior["registry.example.com/shop/web:slow"] = "never_ready"
+    gl.add_issue(15, "Broken checkout", iid=43)
+    deployer = make_deployer(tmp_path, redis_server, fake, web, gl, "rolling")
+    ticket = submit(deployer, "slow")
+    advance_deploy(deployer.rt, ticket.deploy_id)  # the image is patched; its pods never get ready
+    rollback = deployer.submit(DeployRequest(
+        project=15, env="staging", action="rollback", requested_by="bob",
+        reply_to=("issue", 43, "cmd:2:0"), request_id="15:issue:43:cmd:2:0"))
+    assert rollback.deploy_id == ticket.deploy_id and "was asked to abort" in rollback.detail
+    run_to_end(deployer, ticket.deploy_id)
+    api = GitLabAdapter(gl.url, gl.token)
+
+    def body(iid):
+        return next(n["body"] for n in api.list_notes(15, "issue", iid) if "devops-agent:" in n["body"])
+    assert "⏹️ deploy of `staging` aborted by @bob for a rollback" in body(42)
+    assert "✅ rollback of `staging` done" in body(43) and "was aborted and undone" in body(43)
+    [record] = gl.calls(method="PUT", path_re=r"/deployments/\d+$")
+    assert record["json"]["status"] == "canceled"
+    assert api.find_issues(15, labels=["devops-agent:postmortem"]) == []  # asked for: no post-mortem

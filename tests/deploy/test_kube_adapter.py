@@ -9,8 +9,15 @@ import time
 
 import pytest
 
-from tasks.adapters.kube import (Kube, KubeConflict, KubeForbidden, KubeInvalid, KubeNotFound,
-                                 KubeServerError, KubeUnavailable)
+from tasks.adapters.kube import (
+    Kube,
+    KubeConflict,
+    KubeForbidden,
+    KubeInvalid,
+    KubeNotFound,
+    KubeServerError,
+    KubeUnavailable,
+)
 from tasks.redis_server import free_port
 from tests.support.fake_kube import json_patch, merge_patch, parse_selector, strategic_merge
 
@@ -28,14 +35,16 @@ def test_typed_errors(fake, kube):
     fake.add_deployment(NS, "web", "img:v1")
     with pytest.raises(KubeNotFound) as err:
         kube.get_deployment(NS, "nope")
-    assert err.value.status == 404 and not err.value.transient and 'deployments.apps "nope" not found' in str(err.value)
+    assert err.value.status == 404 and not err.value.transient
+    assert 'deployments.apps "nope" not found' in str(err.value)
 
     stale = kube.get_deployment(NS, "web")
     kube.scale_deployment(NS, "web", 3)  # someone else writes meanwhile
     stale["spec"]["replicas"] = 5
     with pytest.raises(KubeConflict) as err:
         kube.replace_deployment(NS, "web", stale)
-    assert err.value.status == 409 and err.value.transient and "the object has been modified" in str(err.value)
+    assert err.value.status == 409 and err.value.transient
+    assert "the object has been modified" in str(err.value)
     with pytest.raises(KubeConflict, match="already exists"):
         kube.create_deployment(NS, {"metadata": {"name": "web"}, "spec": stale["spec"]})
 
@@ -131,6 +140,7 @@ def test_fake_runs_as_a_module():
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+        proc.stdout.close()
 
 
 # ---- the fake's patch and selector semantics, directly
@@ -151,7 +161,8 @@ def test_strategic_merge_semantics():
 
 
 def test_merge_and_json_patch_semantics():
-    assert merge_patch({"a": {"b": 1, "c": 2}, "l": [1, 2]}, {"a": {"b": None}, "l": [3]}) == {"a": {"c": 2}, "l": [3]}
+    assert merge_patch({"a": {"b": 1, "c": 2}, "l": [1, 2]},
+                       {"a": {"b": None}, "l": [3]}) == {"a": {"c": 2}, "l": [3]}
     doc = {"a": {"b": [1, 2]}, "m/n": 0}
     out = json_patch(doc, [{"op": "add", "path": "/a/b/-", "value": 3},
                            {"op": "replace", "path": "/m~1n", "value": 9},

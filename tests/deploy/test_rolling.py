@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.deploy.model import DeployLocked, DeployRequest, RollbackRequest
+from tasks.deploy.model import DeployError, DeployLocked, DeployRequest, RollbackRequest
 from tests.deploy.conftest import NS, drive, env_config
 
 V1 = "registry.example.com/shop/web:v1"
@@ -21,7 +21,8 @@ def request(sha="abc123", env="staging", who="alice"):
 
 def test_success_sets_image_strategy_and_waits_for_rollout(fake, web, reporter, make_service):
     fake.add_deployment(NS, "web", V1, replicas=4)
-    service = make_service(env_config(fake, web, strategy={"type": "rolling", "max_surge": 1, "max_unavailable": 0}))
+    service = make_service(env_config(fake, web, strategy={"type": "rolling", "max_surge": 1,
+                                                           "max_unavailable": 0}))
     deploy_id = service.start(request())
     step = drive(service, deploy_id)
     assert step.kind == "succeeded", step
@@ -152,9 +153,11 @@ def test_manual_rollback_to_previous_and_named_revision(fake, web, reporter, mak
     rs = fake.list("replicasets", NS, "app=web")
     assert len(rs) == 3  # rollbacks re-use ReplicaSets, they do not create new ones
 
-    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="alice", revision=99))
-    step = drive(service, rb)
-    assert step.kind == "failed" and "no revision 99" in step.reason
+    # nothing changes for a revision that does not exist: refused, with what each one ran
+    with pytest.raises(DeployError,
+                       match=r"no revision 99\. Revisions: 5 `[^`]+:v1` \(current\); 4 `[^`]+:v2`"):
+        service.rollback(RollbackRequest(project="42", env="staging", requested_by="alice", revision=99))
+    assert service.status("staging", project="42").locked_by is None
 
 
 def test_rollback_request_during_a_deploy_aborts_it(fake, web, make_service):
@@ -182,7 +185,8 @@ def test_worker_crash_mid_rollout_resumes_from_persisted_state(fake, web, report
     assert drive(new_worker, deploy_id).kind == "succeeded"
     assert image_of(fake).endswith(":v2")
     # the re-run phase did not create a second revision
-    assert fake.get("deployments", NS, "web")["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    annotations = fake.get("deployments", NS, "web")["metadata"]["annotations"]
+    assert annotations["deployment.kubernetes.io/revision"] == "2"
 
 
 def test_crash_between_patch_and_save_is_idempotent(fake, web, make_service, monkeypatch):
@@ -222,7 +226,8 @@ def test_prometheus_threshold_breach_rolls_back(fake, web, reporter, make_servic
     fake.add_deployment(NS, "web", V1, replicas=2)
     cfg = env_config(fake, web, prometheus=[{
         "name": "p95_latency_seconds", "url": web.url, "threshold": 0.5,
-        "query": 'histogram_quantile(0.95, sum by (le) (rate(latency_bucket{deployment="{deployment}"}[5m])))',
+        "query": 'histogram_quantile(0.95, sum by (le) '
+                 '(rate(latency_bucket{deployment="{deployment}"}[5m])))',
         "sample_query": 'sum(increase(http_requests{deployment="{deployment}"}[5m]))', "min_samples": 100}])
     web.set_metric("latency_bucket", 1.8)
     web.set_metric("http_requests", 2500)
@@ -354,3 +359,46 @@ def test_api_errors_during_the_rollback_fail_loudly(fake, web, make_service):
     assert step.kind == "failed"
     assert step.reason.startswith("automatic rollback failed") and "first failure" in step.reason
     assert service.status("staging", project="42").locked_by is None
+
+
+def test_rollback_to_a_revision_that_failed_its_checks_needs_force(fake, web, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    service = make_service(env_config(fake, web))
+    assert drive(service, service.start(request(sha="v2"))).kind == "succeeded"      # revision 2
+    web.set_status("/healthz", 503)
+    assert drive(service, service.start(request(sha="bad"))).kind == "rolled_back"   # 3, undone
+    web.set_status("/healthz", 200)
+    # revision 2's template came back as revision 4: "the previous revision" is now 3, the bad one
+    with pytest.raises(DeployError) as refused:
+        service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob"))
+    text = str(refused.value)
+    assert "revision 3 runs registry.example.com/shop/web:bad, which failed its checks here" in text
+    assert "HTTP 503" in text and '--force "reason"' in text
+    assert "`rollback staging 1` goes to the newest one that did not fail" in text
+    assert "3 `registry.example.com/shop/web:bad` (failed its checks in deploy staging-" in text
+    assert service.status("staging", project="42").locked_by is None  # nothing was started
+    assert image_of(fake).endswith(":v2")
+
+    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob", force=True))
+    assert "forced past its failed checks" in service.get(rb).timeline[0][1]
+    assert drive(service, rb).kind == "rolled_back"
+    assert image_of(fake).endswith(":bad")
+    assert set(service.failed_images("42", "staging")) == {"registry.example.com/shop/web:bad"}
+    # a later deploy of that image that passes its checks clears it
+    assert drive(service, service.start(request(sha="bad"))).kind == "succeeded"
+    assert service.failed_images("42", "staging") == {}
+
+
+def test_promote_with_nothing_waiting_is_refused(fake, web, make_service):
+    fake.add_deployment(NS, "web", V1, replicas=2)
+    fake.image_behavior["registry.example.com/shop/web:slow"] = "never_ready"
+    service = make_service(env_config(fake, web))
+    deploy_id = service.start(request(sha="slow"))
+    service.advance(deploy_id)
+    with pytest.raises(DeployError, match="is not waiting for a promote \\(phase rollout\\)"):
+        service.promote("staging", by="carol", handle="h")
+    assert service.get(deploy_id).followers == [] and not service.get(deploy_id).promote_requested
+    service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob", handle="rb"))
+    [joined] = service.get(deploy_id).followers
+    assert (joined["action"], joined["by"], joined["handle"]) == ("rollback", "bob", "rb")
+    assert drive(service, deploy_id).kind == "rolled_back"

@@ -177,7 +177,7 @@ def test_maintainer_is_refused_in_a_freeze_then_forces_with_a_reason(stack, gl, 
                                   (BOB, "maint-bob")))
     [deploy] = deploys(redis_client)
     assert (deploy.env, deploy.sha) == ("production", SHA)
-    newest = [e for e in audit.query(redis_client) if e.get("deploy_id")][0]
+    newest = next(e for e in audit.query(redis_client) if e.get("deploy_id"))
     assert newest["forced"] is True and newest["user"] == "maint-bob"
     assert any(g["gate"] == "force" and g["passed"] for g in newest["gates"])
 

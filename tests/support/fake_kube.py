@@ -20,7 +20,11 @@ controller's documented behaviour:
 Knobs, per image (`image_behavior`) or per Deployment name (`behavior`): "ready" (default),
 "never_ready", "deadline" (never ready, and Progressing turns False/ProgressDeadlineExceeded after
 `deadline_after` seconds). `inject_error(method, path_regex, status)` makes the next matching
-request(s) fail. What it does not model is listed in the README (Deploys: Testing without a cluster).
+request(s) fail; `slow_response(method, path_regex, seconds)` applies the next matching request(s)
+at once and answers late (a client can die while it waits); `on_write(fn)` calls `fn(fake, plural,
+namespace, name)` after every write a client makes, so a test can play another actor reacting to
+it (an autoscaler scaling a Deployment with `scale()`). What it does not model is listed in the
+README (Deploys: Testing without a cluster).
 
 Also here: `FakeHTTP`, a tiny server for health endpoints and Prometheus `/api/v1/query` whose
 answers tests set. Run alone with `python -m tests.support.fake_kube --port P`.
@@ -38,9 +42,10 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -65,7 +70,7 @@ _KINDS = {  # plural -> (group prefix, Kind, apiVersion)
 
 
 def now_rfc3339(t: float | None = None) -> str:
-    return datetime.fromtimestamp(t if t is not None else time.time(), timezone.utc).strftime(
+    return datetime.fromtimestamp(t if t is not None else time.time(), UTC).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -248,7 +253,8 @@ def json_patch(doc: Any, ops: list) -> Any:
 
 # ------------------------------------------------------------------------- label selectors
 
-_REQ = re.compile(r"\s*(!?)([A-Za-z0-9_./-]+)\s*(?:(==|=|!=)\s*([A-Za-z0-9_.-]*)|\s+(in|notin)\s*\(([^)]*)\))?\s*")
+_REQ = re.compile(r"\s*(!?)([A-Za-z0-9_./-]+)\s*"
+                  r"(?:(==|=|!=)\s*([A-Za-z0-9_.-]*)|\s+(in|notin)\s*\(([^)]*)\))?\s*")
 
 
 def parse_selector(text: str) -> Callable[[dict], bool]:
@@ -312,6 +318,14 @@ class _Fault:
 
 
 @dataclass
+class _Slow:
+    method: str
+    path: re.Pattern
+    seconds: float
+    remaining: int
+
+
+@dataclass
 class FakeKube:
     """The fake cluster state and controller. `serve()` starts the HTTP server in a thread."""
 
@@ -328,6 +342,9 @@ class FakeKube:
         self.objects: dict[tuple[str, str, str], dict] = {}  # (plural, ns, name) -> object
         self._rv = itertools.count(1000)
         self._faults: list[_Fault] = []
+        self._slow: list[_Slow] = []
+        self._write_hooks: list[Callable[[FakeKube, str, str, str], None]] = []
+        self._stopped = threading.Event()
         self._changed_at: dict[str, float] = {}        # deployment uid -> time of spec change
         self._progress_at: dict[str, float] = {}       # deployment uid -> last progress time
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, content type)
@@ -340,6 +357,25 @@ class FakeKube:
         """Make the next `count` requests matching method and path fail with `status`."""
         with self.lock:
             self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, count))
+
+    def slow_response(self, method: str, path_regex: str, seconds: float, count: int = 1) -> None:
+        """Apply the next `count` matching requests at once but answer them `seconds` late."""
+        with self.lock:
+            self._slow.append(_Slow(method.upper(), re.compile(path_regex), seconds, count))
+
+    def on_write(self, hook: Callable[[FakeKube, str, str, str], None]) -> None:
+        """Call `hook(fake, plural, namespace, name)` (under the lock) after each client write."""
+        with self.lock:
+            self._write_hooks.append(hook)
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Another actor (an autoscaler, a person with kubectl) sets a Deployment's replicas."""
+        with self.lock:
+            target = copy.deepcopy(self.objects[("deployments", namespace, name)])
+            target["spec"]["replicas"] = replicas
+            target["metadata"].pop("resourceVersion", None)
+            self._write("deployments", namespace, name, target, sub=None)
+            self.reconcile()
 
     def add_deployment(self, namespace: str, name: str, image: str, *, replicas: int = 2,
                        container: str = "app", labels: dict | None = None,
@@ -379,9 +415,12 @@ class FakeKube:
                     if p == plural and ns == namespace and pred(o["metadata"].get("labels", {}))]
 
     # ----- server
-    def serve(self, port: int = 0) -> "FakeKube":
-        self._server = make_server("127.0.0.1", port, self.wsgi, threaded=True, request_handler=_QuietHandler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
+    def serve(self, port: int = 0, ssl_context: tuple[str, str] | None = None) -> FakeKube:
+        """Serve on 127.0.0.1; with `ssl_context` (certificate file, key file) over HTTPS."""
+        self._server = make_server("127.0.0.1", port, self.wsgi, threaded=True, request_handler=_QuietHandler,
+                                   ssl_context=ssl_context)
+        scheme = "https" if ssl_context else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_port}"
         # a short poll interval: shutdown() waits for it, and tests start and stop many servers
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         daemon=True)
@@ -397,6 +436,7 @@ class FakeKube:
             time.sleep(self.tick)
 
     def stop(self) -> None:
+        self._stopped.set()  # slow answers still waiting give up
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -410,7 +450,8 @@ class FakeKube:
         meta = body.setdefault("metadata", {})
         name = meta.get("name")
         if not name:
-            raise ApiError(422, "Invalid", f"{_KINDS[plural][1]}.{_KINDS[plural][2]} is invalid: metadata.name: Required value")
+            raise ApiError(422, "Invalid", f"{_KINDS[plural][1]}.{_KINDS[plural][2]} is invalid: "
+                           "metadata.name: Required value")
         if (plural, ns, name) in self.objects:
             raise ApiError(409, "AlreadyExists", f'{plural}.{_group(plural)} "{name}" already exists',
                            {"name": name, "kind": plural})
@@ -427,7 +468,8 @@ class FakeKube:
         if plural == "services":
             spec = body.setdefault("spec", {})
             spec.setdefault("type", "ClusterIP")
-            spec.setdefault("clusterIP", f"10.96.{len(self.objects) % 250}.{(len(self.objects) * 7) % 250 + 1}")
+            n = len(self.objects)
+            spec.setdefault("clusterIP", f"10.96.{n % 250}.{(n * 7) % 250 + 1}")
         body.setdefault("status", {})
         self.objects[(plural, ns, name)] = body
         return body
@@ -459,7 +501,8 @@ class FakeKube:
                            "Invalid value: `selector` does not match template `labels`")
         containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
         if not containers or any(not c.get("name") or not c.get("image") for c in containers):
-            raise ApiError(422, "Invalid", f'{kind}.apps "{name}" is invalid: spec.template.spec.containers: Required value')
+            raise ApiError(422, "Invalid", f'{kind}.apps "{name}" is invalid: '
+                           "spec.template.spec.containers: Required value")
         if not isinstance(spec.get("replicas"), int) or spec["replicas"] < 0:
             raise ApiError(422, "Invalid", f'{kind}.apps "{name}" is invalid: spec.replicas: must be >= 0')
 
@@ -487,8 +530,8 @@ class FakeKube:
             result["spec"] = new.get("spec") or {}
             if plural in ("deployments", "replicasets"):
                 if result["spec"].get("selector") != old["spec"].get("selector"):
-                    raise ApiError(422, "Invalid", f'{_KINDS[plural][1]}.apps "{name}" is invalid: spec.selector: '
-                                   "Invalid value: field is immutable")
+                    raise ApiError(422, "Invalid", f'{_KINDS[plural][1]}.apps "{name}" is invalid: '
+                                   "spec.selector: Invalid value: field is immutable")
                 self._default_workload(plural, result)
                 if result["spec"] != old["spec"]:
                     result["metadata"]["generation"] = old["metadata"]["generation"] + 1
@@ -526,7 +569,8 @@ class FakeKube:
         # deployment controller (scaling), then replicaset controller (pods), then status
         for key in [k for k in self.objects if k[0] == "deployments"]:
             dep = self.objects.get(key)
-            if dep is not None and now - self._changed_at.get(dep["metadata"]["uid"], 0) >= self.observe_delay:
+            changed = self._changed_at.get(dep["metadata"]["uid"], 0) if dep is not None else now
+            if dep is not None and now - changed >= self.observe_delay:
                 self._reconcile_deployment(dep, now)
         for key in [k for k in self.objects if k[0] == "replicasets"]:
             self._reconcile_replicaset(self.objects[key], now, ready_now)
@@ -553,7 +597,8 @@ class FakeKube:
         desired = spec.get("replicas", 1)
         template = spec["template"]
         rss = self._owned("replicasets", dep)
-        max_rev = max((int(rs["metadata"].get("annotations", {}).get(REVISION, "0")) for rs in rss), default=0)
+        max_rev = max((int(rs["metadata"].get("annotations", {}).get(REVISION, "0")) for rs in rss),
+                      default=0)
         new = next((rs for rs in rss if _strip_hash(rs["spec"]["template"]) == _strip_hash(template)), None)
         if new is None:
             h = template_hash(template)
@@ -563,8 +608,8 @@ class FakeKube:
             body = {"metadata": {"name": f"{name}-{h}", "labels": labels,
                                  "annotations": {REVISION: str(max_rev + 1),
                                                  "deployment.kubernetes.io/desired-replicas": str(desired)},
-                                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
-                                                      "uid": meta["uid"], "controller": True,
+                                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                                      "name": name, "uid": meta["uid"], "controller": True,
                                                       "blockOwnerDeletion": True}]},
                     "spec": {"replicas": 0,
                              "selector": {"matchLabels": {**spec["selector"]["matchLabels"], HASH_LABEL: h}},
@@ -593,11 +638,12 @@ class FakeKube:
             if surge == 0 and unavail == 0:
                 unavail = 1
             old_keep = min(old_total, max(0, desired - unavail - new_avail))
-            new_target = min(desired, max(new["spec"]["replicas"] if new["spec"]["replicas"] <= desired else desired,
-                                          desired + surge - old_keep))
+            current = min(new["spec"]["replicas"], desired)
+            new_target = min(desired, max(current, desired + surge - old_keep))
         if new["spec"]["replicas"] != new_target:
             self._set(new, ["spec", "replicas"], new_target)
-            self._set(new, ["metadata", "annotations", "deployment.kubernetes.io/desired-replicas"], str(desired))
+            self._set(new, ["metadata", "annotations", "deployment.kubernetes.io/desired-replicas"],
+                      str(desired))
             self._progress_at[meta["uid"]] = now
         excess = old_total - old_keep
         for rs in olds:  # oldest revisions scale down first
@@ -617,7 +663,8 @@ class FakeKube:
 
     def _reconcile_replicaset(self, rs: dict, now: float, ready_now: bool) -> None:
         ns = rs["metadata"]["namespace"]
-        owner = next((r["name"] for r in rs["metadata"].get("ownerReferences", []) if r.get("kind") == "Deployment"), "")
+        owner = next((r["name"] for r in rs["metadata"].get("ownerReferences", [])
+                      if r.get("kind") == "Deployment"), "")
         pods = sorted(self._owned("pods", rs), key=lambda p: p["metadata"]["creationTimestamp"])
         want = rs["spec"]["replicas"]
         behavior = self._behavior(owner, rs["spec"]["template"])
@@ -626,8 +673,8 @@ class FakeKube:
             tmpl = rs["spec"]["template"]
             pod = {"metadata": {"name": pname, "labels": dict(tmpl["metadata"].get("labels", {})),
                                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                                                     "name": rs["metadata"]["name"], "uid": rs["metadata"]["uid"],
-                                                     "controller": True}]},
+                                                     "name": rs["metadata"]["name"],
+                                                     "uid": rs["metadata"]["uid"], "controller": True}]},
                    "spec": copy.deepcopy(tmpl.get("spec", {})),
                    "status": {"phase": "Pending"}}
             pod = self._create("pods", ns, pod)
@@ -680,14 +727,19 @@ class FakeKube:
         rs_name = new["metadata"]["name"] if new else meta["name"]
         prev = {c["type"]: c for c in old.get("conditions", [])}
         if complete:
-            progressing = ("True", "NewReplicaSetAvailable", f'ReplicaSet "{rs_name}" has successfully progressed.')
+            progressing = ("True", "NewReplicaSetAvailable",
+                           f'ReplicaSet "{rs_name}" has successfully progressed.')
         elif now - self._progress_at.get(meta["uid"], now) > deadline:
-            progressing = ("False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs_name}" has timed out progressing.')
+            progressing = ("False", "ProgressDeadlineExceeded",
+                           f'ReplicaSet "{rs_name}" has timed out progressing.')
         else:
             progressing = ("True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
         available_ok = ready >= desired - unavail
-        available = ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.") if available_ok \
-            else ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+        if available_ok:
+            available = ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+        else:
+            available = ("False", "MinimumReplicasUnavailable",
+                         "Deployment does not have minimum availability.")
 
         def cond(kind: str, value: tuple[str, str, str]) -> dict:
             p = prev.get(kind)
@@ -712,6 +764,9 @@ class FakeKube:
             response = self._handle(request)
         except ApiError as e:
             response = Response(json.dumps(e.status()), status=e.code, content_type="application/json")
+        delay = environ.get("fake_kube.delay")
+        if delay:
+            self._stopped.wait(delay)  # outside the lock: the rest of the cluster goes on
         return response(environ, start_response)
 
     def _handle(self, request: Request) -> Response:
@@ -719,6 +774,11 @@ class FakeKube:
         ctype = request.headers.get("Content-Type")
         with self.lock:
             self.requests.append((method, path, ctype))
+            for slow in self._slow:
+                if slow.remaining > 0 and slow.method in (method, "*") and slow.path.search(path):
+                    slow.remaining -= 1
+                    request.environ["fake_kube.delay"] = slow.seconds
+                    break
             for fault in self._faults:
                 if fault.remaining > 0 and fault.method in (method, "*") and fault.path.search(path):
                     fault.remaining -= 1
@@ -742,9 +802,11 @@ class FakeKube:
                                   "metadata": {"resourceVersion": str(next(self._rv))}, "items": items})
                 if method == "POST":
                     if plural in ("replicasets", "pods"):
-                        raise ApiError(405, "MethodNotAllowed", f"the fake creates {plural} only via its controller")
+                        raise ApiError(405, "MethodNotAllowed",
+                                       f"the fake creates {plural} only via its controller")
                     obj = self._create(plural, ns, body)
                     self.reconcile()
+                    self._written(plural, ns, obj["metadata"]["name"])
                     return _json(_public(self.objects[(plural, ns, obj["metadata"]["name"])]), 201)
                 raise ApiError(405, "MethodNotAllowed", f"{method} not allowed on a collection")
             key = (plural, ns, name)
@@ -758,6 +820,7 @@ class FakeKube:
                     for pod in self._owned("pods", rs):
                         self.objects.pop(("pods", ns, pod["metadata"]["name"]), None)
                     self.objects.pop(("replicasets", ns, rs["metadata"]["name"]), None)
+                self._written(plural, ns, name)
                 return _json({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
             if method == "GET":
                 return _json(self._view(current, sub))
@@ -775,14 +838,15 @@ class FakeKube:
             elif ctype == JSON_PATCH:
                 new = json_patch(view, body)
             else:
-                raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                               f"accepted media types include: {JSON_PATCH}, {MERGE_PATCH}, {SMP}")
+                raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown "
+                               f"format - accepted media types include: {JSON_PATCH}, {MERGE_PATCH}, {SMP}")
             if not isinstance(new, dict):
                 raise ApiError(400, "BadRequest", "the request body must be an object")
             if sub == "scale":
                 replicas = (new.get("spec") or {}).get("replicas")
                 if not isinstance(replicas, int) or replicas < 0:
-                    raise ApiError(422, "Invalid", "Scale.autoscaling is invalid: spec.replicas: must be >= 0")
+                    raise ApiError(422, "Invalid",
+                                   "Scale.autoscaling is invalid: spec.replicas: must be >= 0")
                 target = copy.deepcopy(current)
                 target["spec"]["replicas"] = replicas
                 target["metadata"]["resourceVersion"] = (new.get("metadata") or {}).get("resourceVersion")
@@ -790,7 +854,12 @@ class FakeKube:
             else:
                 self._write(plural, ns, name, new, sub=sub)
             self.reconcile()
+            self._written(plural, ns, name)
             return _json(self._view(self.objects[key], sub))
+
+    def _written(self, plural: str, ns: str, name: str) -> None:
+        for hook in list(self._write_hooks):
+            hook(self, plural, ns, name)
 
     def _body(self, request: Request) -> Any:
         try:
@@ -881,10 +950,11 @@ class FakeHTTP:
                 response = Response("ok" if code < 400 else "unhealthy", status=code)
         return response(environ, start_response)
 
-    def serve(self) -> "FakeHTTP":
+    def serve(self) -> FakeHTTP:
         self._server = make_server("127.0.0.1", 0, self.wsgi, threaded=True, request_handler=_QuietHandler)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:

@@ -7,7 +7,9 @@ from tasks.handlers import CommandHelp
 @command("rollback", CommandHelp(
     usage='rollback <env> [revision] [--force "reason"]',
     description="Roll an environment back to the previous revision, or to a named one "
-                "(Kubernetes rollout revision).",
+                "(Kubernetes rollout revision; `status <env>` lists what each one ran). Sent "
+                "while a deploy runs, it aborts and undoes that deploy. A revision whose deploy "
+                "failed its checks there is refused unless --force gives a reason.",
     examples=("/devops rollback production", "/devops rollback staging 12"),
     who="per environment, like deploy"))
 def run(inv: Invocation) -> str:
