@@ -10,26 +10,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-# X-Gitlab-Event header -> our event kind, and the `object_kind` GitLab puts in the body.
-EVENT_KINDS: dict[str, str] = {
-    "Pipeline Hook": "pipeline",
-    "Job Hook": "job",
-    "Merge Request Hook": "merge_request",
-    "Issue Hook": "issue",
-    "Confidential Issue Hook": "issue",
-    "Note Hook": "note",
-    "Confidential Note Hook": "note",
-    "Deployment Hook": "deployment",
-}
-OBJECT_KINDS: dict[str, str] = {
-    "pipeline": "pipeline",
-    "build": "job",
-    "merge_request": "merge_request",
-    "issue": "issue",
-    "note": "note",
-    "deployment": "deployment",
-}
-
 
 class EventError(ValueError):
     """The payload does not have the shape GitLab documents for its event kind."""
@@ -215,11 +195,6 @@ _MODELS: dict[str, type[_Model]] = {
     "note": NoteEvent,
     "deployment": DeploymentEvent,
 }
-
-
-def kind_of(event_header: str) -> str | None:
-    """Our event kind for an X-Gitlab-Event header, or None for kinds we do not handle."""
-    return EVENT_KINDS.get(event_header.strip())
 
 
 def parse_event(kind: str, payload: Any) -> Event:

@@ -18,8 +18,8 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from tasks import metrics
-from tasks.events import OBJECT_KINDS, kind_of
 from tasks.inbox import Inbox
+from tasks.intake.kinds import OBJECT_KINDS, kind_of
 from tasks.logs import configure_logging, log_context
 from tasks.settings import Settings, load_settings, signing_key_bytes
 from webhooks.verify import (

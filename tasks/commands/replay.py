@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from tasks.intake.kinds import EVENT_KINDS, kind_of
 from tasks.settings import ConfigError, load_settings, signing_key_bytes
 from tasks.signing import signature_header
 
@@ -59,7 +60,6 @@ def build_request(body: bytes, event: str | None, idempotency_key: str | None,
         event = HEADER_FOR_OBJECT_KIND.get(str(kind))
         if event is None:
             raise ValueError(f"cannot tell the event from object_kind {kind!r}; pass --event")
-    from tasks.events import EVENT_KINDS  # pydantic: loaded only when a command runs
 
     if event not in EVENT_KINDS:
         known = ", ".join(sorted(set(EVENT_KINDS)))
@@ -138,7 +138,6 @@ def dry_run(body: bytes, event: str | None) -> int:
 
     from tasks.context import delivery_decisions
     from tasks.dispatch import process_delivery
-    from tasks.events import kind_of
     from tasks.redis_server import RedisServer
     from tasks.runtime import build_runtime
 

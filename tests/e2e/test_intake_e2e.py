@@ -62,7 +62,7 @@ def test_every_fixture_runs_its_handlers_exactly_once_even_sent_five_times(stack
         wait_until(lambda did=delivery_id: status_of(redis_client, did) == "done", timeout=30,
                    what=f"{name} to be processed")
     for name, (delivery_id, event) in deliveries.items():
-        from tasks.events import kind_of
+        from tasks.intake.kinds import kind_of
 
         decisions = delivery_decisions(redis_client, delivery_id)
         expected = handlers_for(kind_of(event))
