@@ -29,11 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tasks.rules import load_table  # noqa: E402
-from tasks.rules.backtest import LogCache, StoredJob, run  # noqa: E402
-from tasks.rules.classifier import Classifier  # noqa: E402
-from tasks.rules.corpus import load_manifest  # noqa: E402
-from tasks.rules.table import CATEGORIES  # noqa: E402
+from tasks.rules import load_table
+from tasks.rules.backtest import LogCache, StoredJob, run
+from tasks.rules.classifier import Classifier
+from tasks.rules.corpus import load_manifest
+from tasks.rules.table import CATEGORIES
 
 
 def store(n: int, root: Path) -> list[StoredJob]:
@@ -63,7 +63,7 @@ def naive(jobs: list[StoredJob], table) -> None:
     for job in jobs:
         with gzip.open(job.path, "rb") as fh:
             lines = fh.read().split(b"\n")
-        for rule, pats in compiled:
+        for _rule, pats in compiled:
             if pats and any(p.search(line) for line in lines for p in pats):
                 break
 

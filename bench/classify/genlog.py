@@ -9,8 +9,8 @@ cycled, so generating costs next to nothing compared with scanning.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = 1 << 20
@@ -33,7 +33,8 @@ NOISE = [
     "   Compiling serde_json v1.0.{n}",
     "[INFO] Building jar: /builds/group/app/target/app-1.{n}.jar",
     "[INFO] --- maven-surefire-plugin:3.2.5:test (default-test) @ app ---",
-    "[INFO] Tests run: {n}, Failures: 0, Errors: 0, Skipped: 0, Time elapsed: 0.{n} s - in com.example.Test{n}",
+    "[INFO] Tests run: {n}, Failures: 0, Errors: 0, Skipped: 0, Time elapsed: 0.{n} s"
+    " - in com.example.Test{n}",
     "tests/unit/test_module_{n}.py::test_case_{n} PASSED                     [ {p}%]",
     "ok  \tgitlab.example.com/group/app/pkg/part{n}\t0.{n}s",
     " PASS  src/components/Widget{n}.test.tsx",
@@ -42,7 +43,8 @@ NOISE = [
     "Collecting requests==2.31.{n}",
     "  Downloading requests-2.31.0-py3-none-any.whl (62 kB)",
     "Successfully installed certifi-2024.{n}.2 idna-3.{n}",
-    "Downloaded https://repo.maven.apache.org/maven2/org/slf4j/slf4j-api/2.0.{n}/slf4j-api-2.0.{n}.pom (2.{n} kB at 61 kB/s)",
+    "Downloaded https://repo.maven.apache.org/maven2/org/slf4j/slf4j-api/2.0.{n}/slf4j-api-2.0.{n}.pom"
+    " (2.{n} kB at 61 kB/s)",
     "#{n} [build 4/9] RUN pip install --no-cache-dir -r requirements.txt",
     "#{n} DONE 0.{n}s",
     "Uploading artifacts for successful job",
@@ -63,7 +65,8 @@ def _block(rng: random.Random) -> bytes:
             lines.append(line)
             lines.append(f"{ESC}[0Ksection_end:{ts + 5}:{name}\r{ESC}[0K")
         else:
-            line = rng.choice(NOISE).format(n=rng.randrange(1, 999), h="%012x" % rng.getrandbits(48), p=rng.randrange(1, 100))
+            line = rng.choice(NOISE).format(n=rng.randrange(1, 999), h=f"{rng.getrandbits(48):012x}",
+                                            p=rng.randrange(1, 100))
             lines.append(line)
         size += len(lines[-1]) + 1
     return ("\n".join(lines) + "\n").encode()

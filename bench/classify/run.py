@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,10 +33,10 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-import genlog  # noqa: E402
+import genlog
 
-from tasks.rules import load_table  # noqa: E402
-from tasks.rules.reading import read_chunks  # noqa: E402
+from tasks.rules import load_table
+from tasks.rules.reading import read_chunks
 
 
 def ere(pattern: str) -> str:
@@ -55,7 +55,8 @@ def timed(fn) -> tuple[float, float]:
 def run_child(argv: list[str]) -> tuple[float, int, bytes]:
     """Wall time, peak RSS (KiB) and stdout of one child process."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C"})
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "LC_ALL": "C"})
     out = proc.stdout.read()
     _, _, usage = os.wait4(proc.pid, 0)
     proc.returncode = 0
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         proc_rss = 0
         for _ in range(args.repeat):
             for key, tbl in (("hs", table), ("re2", re2_table)):
-                wall, used = timed(lambda: tbl.classify(read_chunks(str(log))))
+                wall, used = timed(lambda tbl=tbl: tbl.classify(read_chunks(str(log))))
                 timings[key].append(wall)
                 cpu[key].append(used)
             secs, rss, _ = run_child(cli)
@@ -104,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             timings["grep"].append(run_child(grep)[0])
         grep_s = min(timings["grep"])
 
-        print(f"log: {mb:.0f} MB, {sum(1 for _ in open(log, 'rb')):,} lines; rules: {len(table.rules)}, "
-              f"log patterns: {len(table.engine.patterns)}; backend: {table.backend}; compile {compile_s * 1000:.0f} ms")
+        with open(log, "rb") as fh:
+            n_lines = sum(1 for _ in fh)
+        print(f"log: {mb:.0f} MB, {n_lines:,} lines; rules: {len(table.rules)}, "
+              f"log patterns: {len(table.engine.patterns)}; backend: {table.backend}; "
+              f"compile {compile_s * 1000:.0f} ms")
         print(f"{'':34}{'seconds':>9}{'MB/s':>9}{'vs grep':>9}   {'median':>7}{'worst':>7}{'cpu s':>7}")
         rows = [
             (f"engine pass ({table.backend})", "hs"),
