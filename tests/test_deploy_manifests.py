@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from tasks.config import load_config
+from tasks.config.agent import load_config
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

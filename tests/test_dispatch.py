@@ -8,14 +8,14 @@ import time
 import orjson
 import pytest
 
-from tasks.adapters.gitlab import Forbidden, RateLimited
-from tasks.context import delivery_decisions
-from tasks.dispatch import process_delivery
-from tasks.handlers import REGISTRY, HelpRecord, handler
-from tasks.inbox import record_key
-from tasks.runtime import build_runtime
-from tasks.schedule import BACKOFF_BASE, MAX_ATTEMPTS, SCHEDULE
-from tasks.settings import load_settings
+from tasks.config.settings import load_settings
+from tasks.engine.schedule import BACKOFF_BASE, MAX_ATTEMPTS, SCHEDULE
+from tasks.gitlab.client import Forbidden, RateLimited
+from tasks.intake.inbox import record_key
+from tasks.platform.handlers import REGISTRY, HelpRecord, handler
+from tasks.wiring.runtime import build_runtime
+from tasks.worker.context import delivery_decisions
+from tasks.worker.dispatch import process_delivery
 
 NOTE = orjson.dumps({"object_kind": "note", "object_attributes": {
     "id": 5, "note": "hello", "noteable_type": "Issue", "action": "create"},
@@ -221,22 +221,22 @@ def test_deliveries_cli_lists_and_reruns(rt, redis_client, redis_server):
     did = accept(rt, key="cli-1")
     process_delivery(rt, did)
     env = {**os.environ, "REDIS_URL": redis_server.client_url(), "HANDLERS": "chatops"}
-    listed = subprocess.run([sys.executable, "-m", "tasks.cli", "deliveries"], env=env,
+    listed = subprocess.run([sys.executable, "-m", "tasks.cli.main", "deliveries"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and did in listed.stdout and "done" in listed.stdout
-    rerun = subprocess.run([sys.executable, "-m", "tasks.cli", "deliveries", "--rerun", did],
+    rerun = subprocess.run([sys.executable, "-m", "tasks.cli.main", "deliveries", "--rerun", did],
                            env=env, capture_output=True, text=True, timeout=60)
     assert rerun.returncode == 0, rerun.stderr
     assert redis_client.hget(f"da:inbox:{did}", "status") == b"queued"
     assert redis_client.llen(rt.settings.task_queue) == 2  # the original message + the re-run
-    missing = subprocess.run([sys.executable, "-m", "tasks.cli", "deliveries", "--rerun", "nope"],
+    missing = subprocess.run([sys.executable, "-m", "tasks.cli.main", "deliveries", "--rerun", "nope"],
                              env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "no delivery" in missing.stderr
 
 
 def test_a_follow_on_job_asked_for_twice_runs_once(rt, redis_client):
-    from tasks import jobs
-    from tasks.jobs import job_member
+    from tasks.worker import jobs
+    from tasks.worker.jobs import job_member
 
     ran = []
     jobs.JOBS["test.record"] = lambda rt_, **kw: ran.append(kw) or "ok"
@@ -254,8 +254,8 @@ def test_a_follow_on_job_asked_for_twice_runs_once(rt, redis_client):
 
 
 def test_a_failing_job_backs_off_like_a_delivery(rt, redis_client):
-    from tasks import jobs
-    from tasks.jobs import job_member
+    from tasks.worker import jobs
+    from tasks.worker.jobs import job_member
 
     def flaky(rt_, **kw):
         raise RateLimited("create_issue: 429", retry_after=7)

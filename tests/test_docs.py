@@ -1,8 +1,8 @@
-"""Generated documentation must match what it describes (regenerate: python -m tasks.docs --write)."""
+"""Generated documentation must match what it describes (regenerate: python -m tasks.cli.docs --write)."""
 
-from tasks.docs import CORPUS_END, CORPUS_START, END, README, SOURCES, START, block, corpus_block, sources
+from tasks.cli.docs import CORPUS_END, CORPUS_START, END, README, SOURCES, START, block, corpus_block, sources
 
-STALE = "stale: run `python -m tasks.docs --write`"
+STALE = "stale: run `python -m tasks.cli.docs --write`"
 
 
 def _between(text: str, start: str, end: str) -> str:
@@ -24,7 +24,7 @@ def test_sources_list_every_log():
 
 def test_every_command_and_handler_has_help():
     from tasks.chatops.core import load_commands
-    from tasks.handlers import load_handlers
+    from tasks.platform.handlers import load_handlers
 
     for h in load_handlers().handlers.values():
         assert h.help.description

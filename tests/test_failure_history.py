@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tasks.failure_history import MAX_OCCURRENCES, FailureHistory
-from tasks.triage import FailedJob, PipelineRef, triage
+from tasks.ci.history import MAX_OCCURRENCES, FailureHistory
+from tasks.ci.triage import FailedJob, PipelineRef, triage
 from tests.support.logs import fixture_log
 from tests.support.recording_gitlab import RecordingGitLab
 from tests.test_triage import context

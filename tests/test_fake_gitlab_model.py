@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tasks.adapters.gitlab import Forbidden, GitLabAdapter, GitLabError, NotFound
+from tasks.gitlab.client import Forbidden, GitLabAdapter, GitLabError, NotFound
 from tests.support.fake_gitlab import BOT_TOKEN, DEVELOPER, GUEST, PLANNER, REPORTER
 from tests.support.fake_gitlab.ci_lint import lint, parse_duration
 from tests.support.recording_gitlab import RecordingGitLab

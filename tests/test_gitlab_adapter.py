@@ -10,7 +10,7 @@ import traceback
 
 import pytest
 
-from tasks.adapters.gitlab import (
+from tasks.gitlab.client import (
     Forbidden,
     GitLabAdapter,
     GitLabError,
@@ -305,7 +305,7 @@ def test_log_keeps_the_tail_on_a_line_boundary(fake, failed):
 
 MEASURE_LOG_MEMORY = """
 import sys, tracemalloc
-from tasks.adapters.gitlab import GitLabAdapter
+from tasks.gitlab.client import GitLabAdapter
 url, token, job_id, cap = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 gl = GitLabAdapter(url, token, max_log_bytes=cap)
 tracemalloc.start()
@@ -421,7 +421,7 @@ def test_recording_fake_dry_run_records_nothing():
 
 
 def test_from_settings(fake):
-    from tasks.settings import Secret, Settings
+    from tasks.config.settings import Secret, Settings
 
     settings = Settings(webhook_secrets=(Secret("w"),), gitlab_url=fake.url,
                         gitlab_token=Secret(fake.token), dry_run=True)

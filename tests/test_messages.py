@@ -1,4 +1,4 @@
-"""The hand-built task message (tasks/messages.py) against the one Celery itself publishes.
+"""The hand-built task message (tasks/engine/messages.py) against the one Celery itself publishes.
 
 Celery publishes the task into a real Redis; the raw message it left in the queue is compared
 field by field with ours. An upgrade of celery or kombu that changes the envelope, the headers or
@@ -12,7 +12,7 @@ import orjson
 import pytest
 from celery import Celery
 
-from tasks.messages import task_message
+from tasks.engine.messages import task_message
 
 # Values that are per message or per host by design, not format.
 PER_MESSAGE_HEADERS = {"id", "root_id", "origin"}
@@ -25,7 +25,7 @@ def published(redis_server, redis_client):
     app = Celery("contract", broker=redis_server.client_url())
     app.conf.update(task_ignore_result=True, result_backend=None, task_serializer="json")
     try:
-        # The same task declaration as the worker's (tasks/celery_tasks.py), published by Celery.
+        # The same task declaration as the worker's (tasks/worker/shells.py), published by Celery.
         def process_event(delivery_id: str) -> str:
             return delivery_id
 

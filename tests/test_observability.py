@@ -4,8 +4,8 @@ import logging
 
 import orjson
 
-from tasks.logs import JsonFormatter, log_context
-from tasks.observability import scrubber
+from tasks.platform.logs import JsonFormatter, log_context
+from tasks.platform.sentry import scrubber
 
 SECRET = "super-secret-token-123"
 
@@ -56,8 +56,8 @@ import pytest  # noqa: E402
 import sentry_sdk  # noqa: E402
 from sentry_sdk.transport import Transport  # noqa: E402
 
-from tasks.settings import load_settings, signing_key_forms  # noqa: E402
-from tasks.signing import signature_header  # noqa: E402
+from tasks.config.settings import load_settings, signing_key_forms  # noqa: E402
+from tasks.intake.signing import signature_header  # noqa: E402
 
 # Not all printable, not all random: the repr has both escapes and plain characters.
 KEY = bytes(range(200, 216)) + b"Kk-printable-pt"
@@ -96,7 +96,7 @@ def sentry():
 
 def failing_app(redis_server, monkeypatch, transport):
     import webhooks.verify
-    from tasks.observability import init_sentry
+    from tasks.platform.sentry import init_sentry
     from webhooks.app import create_app
 
     env = {"WEBHOOK_SECRET": TOKEN, "REDIS_URL": redis_server.client_url(),
@@ -134,8 +134,8 @@ def test_sentry_events_of_real_errors_carry_no_key_material(redis_server, redis_
     assert r.status_code == 500 and r.json == {"status": "error", "error": "internal error"}
     # and an error inside the Redis call path, with the signature check passing
     import webhooks.verify
-    from tasks.inbox import Inbox
-    from tasks.signing import signature
+    from tasks.intake.inbox import Inbox
+    from tasks.intake.signing import signature
 
     monkeypatch.setattr(webhooks.verify, "signature", signature)
     monkeypatch.setattr(Inbox, "accept", lambda self, **kw: 1 / 0)
@@ -179,7 +179,7 @@ def test_scrubber_masks_every_form_of_the_signing_key():
 
 def test_formatters_built_from_a_logging_config_mask_registered_secrets():
     """gunicorn's own loggers get a JsonFormatter from its logconfig_dict, without secrets."""
-    from tasks.logs import register_secrets
+    from tasks.platform.logs import register_secrets
 
     register_secrets(signing_key_forms(SIGNING))
     record = logging.LogRecord("gunicorn.error", logging.INFO, __file__, 1,

@@ -8,10 +8,10 @@ import time
 import orjson
 import pytest
 
-from tasks.inbox import LOG, Inbox, record_key
-from tasks.schedule import SCHEDULE
-from tasks.settings import load_settings
-from tasks.signing import signature_header
+from tasks.config.settings import load_settings
+from tasks.engine.schedule import SCHEDULE
+from tasks.intake.inbox import LOG, Inbox, record_key
+from tasks.intake.signing import signature_header
 from webhooks.app import create_app
 
 SECRET = "receiver-test-secret"
@@ -141,7 +141,7 @@ def test_without_idempotency_key_the_body_hash_dedupes(client, redis_client):
 
 
 def test_broker_down_is_503(redis_client):
-    from tasks.redis_server import free_port
+    from tasks.platform.redis_server import free_port
 
     settings = load_settings({"WEBHOOK_SECRET": SECRET,
                               "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
@@ -215,7 +215,7 @@ def test_metrics_count_outcomes(client):
 
 
 def test_no_secret_configured_refuses_to_start():
-    from tasks.settings import ConfigError
+    from tasks.config.settings import ConfigError
 
     with pytest.raises(ConfigError, match="WEBHOOK_SECRET is not set"):
         load_settings({})

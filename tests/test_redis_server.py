@@ -1,4 +1,4 @@
-from tasks.redis_server import redis_server_binary
+from tasks.platform.redis_server import redis_server_binary
 
 
 def test_a_redis_binary_is_available():

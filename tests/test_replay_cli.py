@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tasks.commands.replay import build_request
+from tasks.cli.replay import build_request
 from tests.support.logs import fixture_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ def run_cli(*args: str, env: dict | None = None, stdin: bytes | None = None):
     base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "GITLAB_URL", "GITLAB_TOKEN")}
     base.update({"WEBHOOK_SECRET": "replay-secret-1", "PYTHONPATH": str(ROOT)})
     base.update(env or {})
-    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], env=base, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "tasks.cli.main", *args], env=base, cwd=ROOT,
                           input=stdin, capture_output=True, timeout=120)
 
 

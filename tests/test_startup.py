@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import load_config
-from tasks.settings import ConfigError, load_settings
+from tasks.config.agent import load_config
+from tasks.config.settings import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(*args, **env):
     base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)}
     base.update({"PYTHONPATH": str(ROOT), **env})
-    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], env=base, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "tasks.cli.main", *args], env=base, cwd=ROOT,
                           capture_output=True, timeout=60)
 
 
@@ -129,7 +129,7 @@ def test_receiver_server_limits_are_validated():
     with pytest.raises(ConfigError, match="MAX_BUFFERED_BYTES"):
         load_settings({"WEBHOOK_SECRET": "long-enough", "MAX_BODY_BYTES": "1000",
                        "MAX_BUFFERED_BYTES": "999"})
-    from tasks.settings import server_limits
+    from tasks.config.settings import server_limits
 
     limits = server_limits({"MAX_BODY_BYTES": str(100 * 1024 * 1024), "BODY_TIMEOUT_SECONDS": "3"})
     assert limits.max_buffered_bytes == 200 * 1024 * 1024 and limits.body_timeout == 3

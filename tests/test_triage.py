@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.context import HandlerContext
-from tasks.linking import linked_targets, mentioned_issues, mr_iid_from_ref
-from tasks.rules import load_table
-from tasks.settings import load_settings
-from tasks.store import Store
-from tasks.triage import FailedJob, PipelineRef, passed, project_allowed, render, triage
+from tasks.ci.linking import linked_targets, mentioned_issues, mr_iid_from_ref
+from tasks.ci.rules import load_table
+from tasks.ci.triage import FailedJob, PipelineRef, passed, project_allowed, render, triage
+from tasks.config.settings import load_settings
+from tasks.platform.store import Store
+from tasks.worker.context import HandlerContext
 from tests.support.logs import fixture_log
 from tests.support.recording_gitlab import RecordingGitLab
 
@@ -103,7 +103,7 @@ def test_dry_run_writes_nothing(redis_client):
 
 
 def test_retry_refused_by_gitlab_gives_the_attempt_back_and_says_why(redis_client, gl):
-    from tasks.adapters.gitlab import Forbidden
+    from tasks.gitlab.client import Forbidden
 
     ctx = context(redis_client, gl)
     pipe, job = seed_failure(gl)
@@ -129,7 +129,7 @@ def test_a_reporter_bot_is_told_what_access_it_needs(redis_client, gl):
 
 
 def test_a_retry_that_timed_out_but_was_applied_is_not_sent_again(redis_client, gl):
-    from tasks.adapters.gitlab import GitLabUnavailable
+    from tasks.gitlab.client import GitLabUnavailable
 
     ctx = context(redis_client, gl)
     pipe, job = seed_failure(gl)
@@ -211,7 +211,7 @@ def test_cause_labels_follow_the_latest_failure_without_reading_the_issue(redis_
 
 
 def test_a_commit_naming_thousands_of_issues_is_capped(redis_client):
-    from tasks.linking import MAX_LINKED_ISSUES
+    from tasks.ci.linking import MAX_LINKED_ISSUES
 
     gl = RecordingGitLab()
     gl.add_project("acme/shop", id=15)

@@ -17,11 +17,12 @@ import redis
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from tasks import metrics
-from tasks.inbox import Inbox
+from tasks.config.settings import Settings, load_settings, signing_key_bytes
+from tasks.intake.inbox import Inbox
 from tasks.intake.kinds import OBJECT_KINDS, kind_of
-from tasks.logs import configure_logging, log_context
-from tasks.settings import Settings, load_settings, signing_key_bytes
+from tasks.platform import metrics
+from tasks.platform.audit import parse_since
+from tasks.platform.logs import configure_logging, log_context
 from webhooks.verify import (
     TokenVerifier,
     VerificationError,
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set; `devops-agent serve` provides an embedded Redis")
     configure_logging(settings.log_level, settings.secret_values())
-    from tasks.observability import init_sentry
+    from tasks.platform.sentry import init_sentry
 
     init_sentry(settings, "web")
 
@@ -98,7 +99,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     verifier = TokenVerifier([s.value for s in settings.webhook_secrets], settings.webhook_bindings)
     instance = origin(settings.gitlab_url) if settings.gitlab_url else None
     # The decoded key lives in this holder, not in a local of `receive` that an error
-    # reporter could capture with the frame (tasks/observability.py also turns that off).
+    # reporter could capture with the frame (tasks/platform/sentry.py also turns that off).
     signing = _Key(signing_key_bytes(settings.webhook_signing_key.value)
                    if settings.webhook_signing_key else None)
     client = redis.Redis.from_url(settings.redis_url.replace("redis+socket://", "unix://"),
@@ -226,8 +227,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/audit")
     def audit_view() -> Response:
         """The ChatOps audit trail, newest first; needs AUDIT_TOKEN as a Bearer token."""
-        from tasks import audit
-        from tasks.commands.audit import parse_since
+        from tasks.platform import audit
 
         if settings.audit_token is None:
             return reply(404, status="refused", error="set AUDIT_TOKEN to enable /audit")

@@ -35,7 +35,7 @@ def child_exit(server, worker):
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "tasks.logs.JsonFormatter"}},
+    "formatters": {"json": {"()": "tasks.platform.logs.JsonFormatter"}},
     # gunicorn merges this over its defaults, whose root logger names a "console" handler
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json",
                              "stream": "ext://sys.stderr"}},

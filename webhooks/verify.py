@@ -11,8 +11,8 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tasks.settings import SecretBinding, binding_matches
-from tasks.signing import signature
+from tasks.config.settings import SecretBinding, binding_matches
+from tasks.intake.signing import signature
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 # Unix seconds: ASCII digits only (int() would also take "+1", "1_0", "١٢" or 400 digits).

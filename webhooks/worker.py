@@ -192,7 +192,7 @@ class BufferingWorker(base.Worker):
     alive: bool  # gunicorn's base Worker sets it; declared for the type checker
 
     def init_process(self) -> None:
-        from tasks.settings import server_limits
+        from tasks.config.settings import server_limits
 
         if self.cfg.is_ssl:
             raise RuntimeError("webhooks.worker.BufferingWorker does not terminate TLS; "
@@ -630,7 +630,7 @@ class BufferingWorker(base.Worker):
     def _count(self, outcome: str) -> None:
         try:
             if self._metrics is None:
-                from tasks import metrics
+                from tasks.platform import metrics
 
                 self._metrics = metrics
             self._metrics.DELIVERIES.labels(event="other", outcome=outcome).inc()

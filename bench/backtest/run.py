@@ -29,11 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tasks.rules import load_table
-from tasks.rules.backtest import LogCache, StoredJob, run
-from tasks.rules.classifier import Classifier
-from tasks.rules.corpus import load_manifest
-from tasks.rules.table import CATEGORIES
+from tasks.ci.rules import load_table
+from tasks.ci.rules.backtest import LogCache, StoredJob, run
+from tasks.ci.rules.classifier import Classifier
+from tasks.ci.rules.corpus import load_manifest
+from tasks.ci.rules.table import CATEGORIES
 
 
 def store(n: int, root: Path) -> list[StoredJob]:

@@ -35,8 +35,8 @@ sys.path.insert(0, str(HERE))
 
 import genlog
 
-from tasks.rules import load_table
-from tasks.rules.reading import read_chunks
+from tasks.ci.rules import load_table
+from tasks.ci.rules.reading import read_chunks
 
 
 def ere(pattern: str) -> str:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         result = table.classify(read_chunks(str(log)))
         assert result.rule_id == "gcc-clang-error", result.to_dict()
         re2_table = load_table(use_hyperscan=False)
-        cli = [sys.executable, "-m", "tasks.cli", "classify", str(log), "--format", "json"]
+        cli = [sys.executable, "-m", "tasks.cli.main", "classify", str(log), "--format", "json"]
         grep = [shutil.which("grep") or "grep", "-E", "-f", str(patterns), str(log)]
 
         # Rounds interleave the four measurements so that load from other processes on a

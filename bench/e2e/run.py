@@ -53,8 +53,8 @@ import orjson
 import redis
 from procgroup import LIVE, group_pids, stop_group
 
-from tasks.inbox import record_key
-from tasks.redis_server import free_port, redis_server_binary
+from tasks.intake.inbox import record_key
+from tasks.platform.redis_server import free_port, redis_server_binary
 from tests.support.fake_gitlab.server import FakeGitLabControl
 from tests.support.fake_gitlab.state import BOT_TOKEN
 
@@ -181,7 +181,7 @@ class Stack:
 
         for n in range(a.workers):
             log = tmp / f"worker-{n}.log"
-            w = spawn([sys.executable, "-m", "tasks.cli", "worker", "--concurrency",
+            w = spawn([sys.executable, "-m", "tasks.cli.main", "worker", "--concurrency",
                        str(a.concurrency), "--pool", a.pool], env, log)
             self.groups["celery"].append(w)
             self.worker_logs.append(log)

@@ -45,7 +45,7 @@ sys.path[:0] = [str(ROOT), str(HERE), str(ROOT / "bench")]
 import loadgen
 from procgroup import LIVE, stop_group
 
-from tasks.redis_server import RedisServer, free_port
+from tasks.platform.redis_server import RedisServer, free_port
 
 EVENT = "Pipeline Hook"
 PATH = "/webhooks/gitlab"

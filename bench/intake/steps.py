@@ -36,7 +36,7 @@ def main() -> int:
     # As under gunicorn: multiprocess metrics (set before prometheus_client is imported).
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "metrics")
     (tmp / "metrics").mkdir()
-    from tasks.redis_server import RedisServer
+    from tasks.platform.redis_server import RedisServer
 
     redis_server = RedisServer(tmp / "redis", unix_socket=True).start()
     real_stderr = sys.stderr
@@ -53,10 +53,10 @@ def run(args, tmp: Path, redis_server, real_stderr) -> int:
     import orjson
     import redis
 
-    from tasks import metrics
-    from tasks.inbox import Inbox, celery_message, dedup_key
-    from tasks.logs import log_context
-    from tasks.settings import load_settings
+    from tasks.config.settings import load_settings
+    from tasks.intake.inbox import Inbox, celery_message, dedup_key
+    from tasks.platform import metrics
+    from tasks.platform.logs import log_context
     from webhooks.app import create_app, reply
     from webhooks.verify import check_token
 
@@ -141,7 +141,7 @@ def run(args, tmp: Path, redis_server, real_stderr) -> int:
     print(f"per-call cost, best of {args.rounds} rounds of {args.n} calls; redis over unix socket, "
           f"appendfsync {args.appendfsync}; payload {args.payload.name} ({len(body)} B)")
     print(f"{'us/call':>8}  step")
-    from tasks.inbox import Accepted
+    from tasks.intake.inbox import Accepted
 
     for name, fn in steps:
         if fn == "stub":  # last: from here on the receiver's inbox does no Redis call

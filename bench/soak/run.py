@@ -35,7 +35,7 @@ import orjson
 import redis
 import requests
 
-from tasks.redis_server import RedisServer, free_port
+from tasks.platform.redis_server import RedisServer, free_port
 from tests.support.procs import SECRET, base_env, start_web, start_worker
 
 

@@ -12,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks import audit
-from tasks.chatops.deployer import DeployRequest, Ticket
-from tasks.chatops.gates import evaluate
-from tasks.comments import upsert_comment
-from tasks.config import AgentConfig
+from tasks.config.agent import AgentConfig
+from tasks.deploy.gates import evaluate
+from tasks.deploy.requests import DeployRequest, Ticket
 from tasks.deploy.verdicts import Verdict, verdict
-from tasks.handlers import CommandHelp
-from tasks.store import Store
+from tasks.gitlab.comments import upsert_comment
+from tasks.platform import audit
+from tasks.platform.handlers import CommandHelp
+from tasks.platform.store import Store
 
 log = logging.getLogger("devops_agent.chatops")
 

@@ -1,25 +1,11 @@
-"""Deploys and rollbacks on Kubernetes (issue 6): config, the DeployService state machine,
-strategies (rolling, blue-green, canary), verification and post-mortems. See the README's Deploys section.
+"""Deploys, rollbacks and promotes on Kubernetes.
 
-Importing this package does not import the `kubernetes` client (the adapter loads it lazily)."""
-
-from tasks.deploy.config import ConfigError, EnvironmentConfig, parse_environments
-from tasks.deploy.model import (
-                                DeployError,
-                                DeployLocked,
-                                DeployNotFound,
-                                DeployRecord,
-                                DeployRequest,
-                                EnvStatus,
-                                NullReporter,
-                                Reporter,
-                                RollbackRequest,
-                                Step,
-)
-from tasks.deploy.service import DeployService
-
-__all__ = [
-    "ConfigError", "DeployError", "DeployLocked", "DeployNotFound", "DeployRecord", "DeployRequest",
-    "DeployService", "EnvStatus", "EnvironmentConfig", "NullReporter", "Reporter", "RollbackRequest",
-    "Step", "parse_environments",
-]
+What happens on `/devops deploy`, a `deploy::<env>` label or a passed pipeline, in one place:
+`requests.py` (what ChatOps asks for) → `gates.py` (who may, freezes, approvals, the checked
+SHA) → `driver.py` (the request becomes a deploy record, stepped by the engine, reported to
+GitLab) → `service.py` (the state machine) with one module per strategy concern
+(`strategies.py`, `rollout.py`, `checks.py`), `store.py` (records and locks), `verdicts.py` (how
+each request ended, and its label), `kube.py` (the Kubernetes client adapter) and
+`deployment_hook.py` (GitLab Deployment hooks, kept as history). Importing this package does not
+import the `kubernetes` client (the adapter loads it lazily).
+"""

@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tasks.deploy.config import EnvironmentConfig, HealthCheck, PrometheusCheck, fill
+from tasks.config.environments import EnvironmentConfig, HealthCheck, PrometheusCheck, fill
 
 Verdict = Literal["pass", "fail", "pending", "inconclusive"]
 

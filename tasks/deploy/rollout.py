@@ -10,7 +10,7 @@ import copy
 from dataclasses import dataclass
 from typing import Literal
 
-from tasks.adapters.kube import Kube, label_selector
+from tasks.deploy.kube import Kube, label_selector
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"

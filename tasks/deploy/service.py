@@ -1,6 +1,6 @@
 """DeployService: deploys and rollbacks as a persisted state machine.
 
-The engine drives it without ever sleeping in a worker (tasks/chatops/kube_deployer.py): each
+The engine drives it without ever sleeping in a worker (tasks/deploy/driver.py): each
 deploy is an item whose work is one `advance`, due again after the step's wait:
 
     step = service.advance(deploy_id)   # Step.wait(seconds): run me again after `seconds`
@@ -23,9 +23,9 @@ from typing import Any
 
 import redis as redis_lib
 
-from tasks.adapters.kube import Kube, KubeError
+from tasks.config.environments import BlueGreenStrategy, CanaryStrategy, Credentials, EnvironmentConfig
 from tasks.deploy import strategies
-from tasks.deploy.config import BlueGreenStrategy, CanaryStrategy, Credentials, EnvironmentConfig
+from tasks.deploy.kube import Kube, KubeError
 from tasks.deploy.model import (
     DeployError,
     DeployLocked,

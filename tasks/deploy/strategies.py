@@ -15,9 +15,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tasks.adapters.kube import Kube, KubeNotFound
+from tasks.config.environments import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig, RollingStrategy
 from tasks.deploy.checks import verify_round
-from tasks.deploy.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig, RollingStrategy
+from tasks.deploy.kube import Kube, KubeNotFound
 from tasks.deploy.model import DeployRecord, Step
 from tasks.deploy.rollout import (
     container_image,

@@ -27,7 +27,7 @@ class Verdict:
     action: str         # deploy | rollback | promote
     outcome: str        # succeeded | rolled_back | aborted | failed | paused | refused
     emoji: str
-    # The status label (a field of tasks.config.Labels) the issue ends with, replacing the
+    # The status label (a field of tasks.config.agent.Labels) the issue ends with, replacing the
     # environment's other status labels; None: labels stay as they were (nothing changed).
     label: str | None
     words: str          # formatted with env and by
@@ -131,7 +131,7 @@ def _restored(rec: Any) -> str:
 
 
 def markdown_table() -> str:
-    from tasks.config import Labels
+    from tasks.config.agent import Labels
 
     labels = Labels()
     lines = ["| Request | Verdict | Reply | Label | When |", "|---|---|---|---|---|"]

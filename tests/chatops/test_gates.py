@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from tasks.chatops.gates import check_access, deny_window_gate, evaluate, freeze_gate
-from tasks.config import DenyWindow, EnvAccess
+from tasks.config.agent import DenyWindow, EnvAccess
+from tasks.deploy.gates import check_access, deny_window_gate, evaluate, freeze_gate
 from tests.support.recording_gitlab import RecordingGitLab
 
 UTC = dt.UTC
@@ -143,7 +143,7 @@ def test_security_scans_must_have_run_and_passed(redis_client):
 
 
 def test_approval_covers_only_its_own_branch_project_and_head(redis_client):
-    from tasks.facts import noteable_facts
+    from tasks.gitlab.facts import noteable_facts
 
     gl = _gl()
     gl.state.add_branch(15, "feature", "main")
@@ -166,7 +166,7 @@ def test_approval_covers_only_its_own_branch_project_and_head(redis_client):
 
 
 def test_issue_approvals_are_notes_by_someone_else_allowed_to_deploy(redis_client):
-    from tasks.facts import noteable_facts
+    from tasks.gitlab.facts import noteable_facts
 
     gl = _gl()
     gl.add_issue(15, 42, "ship")

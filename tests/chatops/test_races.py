@@ -6,7 +6,7 @@ import threading
 
 import orjson
 
-from tasks.chatops.gates import env_lock_key
+from tasks.deploy.gates import env_lock_key
 
 
 def _both(first, second) -> None:
@@ -73,7 +73,7 @@ def test_an_abort_is_never_lost_to_a_concurrent_step(redis_client):
 
 
 def test_two_pipelines_of_one_ref_recorded_at_once_keep_the_newer(redis_client):
-    from tasks.store import Store
+    from tasks.platform.store import Store
 
     for round_ in range(30):
         ref = f"r{round_}"

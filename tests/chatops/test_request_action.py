@@ -4,11 +4,11 @@ SHA that ships, even when a push lands while the gates run."""
 from __future__ import annotations
 
 from tasks.chatops.core import Invocation, request_action
-from tasks.chatops.deployer import Ticket
-from tasks.config import AgentConfig, EnvAccess
-from tasks.context import HandlerContext
-from tasks.facts import noteable_facts
-from tasks.settings import load_settings
+from tasks.config.agent import AgentConfig, EnvAccess
+from tasks.config.settings import load_settings
+from tasks.deploy.requests import Ticket
+from tasks.gitlab.facts import noteable_facts
+from tasks.worker.context import HandlerContext
 from tests.support.recording_gitlab import RecordingGitLab
 
 

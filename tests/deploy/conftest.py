@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tasks.adapters.kube import Kube
-from tasks.deploy.config import EnvironmentConfig, parse_environments
+from tasks.config.environments import EnvironmentConfig, parse_environments
+from tasks.deploy.kube import Kube
 from tasks.deploy.model import Step
 from tasks.deploy.service import DeployService
 from tests.support.fake_kube import FakeHTTP, FakeKube

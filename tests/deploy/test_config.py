@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.deploy.config import (
+from tasks.config.environments import (
     BlueGreenStrategy,
     CanaryStrategy,
     ConfigError,

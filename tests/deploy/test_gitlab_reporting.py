@@ -10,13 +10,13 @@ import time
 import pytest
 import yaml
 
-from tasks.adapters.gitlab import GitLabAdapter
-from tasks.chatops.deployer import DeployRequest
-from tasks.chatops.kube_deployer import KubeDeployer, advance_deploy, step_member
-from tasks.config import load_config
-from tasks.runtime import build_runtime
-from tasks.schedule import FINISHED
-from tasks.settings import load_settings
+from tasks.config.agent import load_config
+from tasks.config.settings import load_settings
+from tasks.deploy.driver import KubeDeployer, advance_deploy, step_member
+from tasks.deploy.requests import DeployRequest
+from tasks.engine.schedule import FINISHED
+from tasks.gitlab.client import GitLabAdapter
+from tasks.wiring.runtime import build_runtime
 from tests.deploy.conftest import FAST, NS
 
 V1 = "registry.example.com/shop/web:v1"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tasks.adapters.kube import (
+from tasks.deploy.kube import (
     Kube,
     KubeConflict,
     KubeForbidden,
@@ -18,7 +18,7 @@ from tasks.adapters.kube import (
     KubeServerError,
     KubeUnavailable,
 )
-from tasks.redis_server import free_port
+from tasks.platform.redis_server import free_port
 from tests.support.fake_kube import json_patch, merge_patch, parse_selector, strategic_merge
 
 NS = "shop"

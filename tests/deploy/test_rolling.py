@@ -267,7 +267,7 @@ def test_two_workers_never_run_the_same_step(fake, web, redis_client, make_servi
 
 
 def test_a_broken_reporter_does_not_break_the_deploy(fake, web, redis_client):
-    from tasks.adapters.kube import Kube
+    from tasks.deploy.kube import Kube
     from tasks.deploy.service import DeployService
 
     class Broken:

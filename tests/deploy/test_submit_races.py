@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import threading
 
-from tasks.chatops.deployer import DeployRequest
-from tasks.chatops.kube_deployer import KubeDeployer
-from tasks.config import AgentConfig
-from tasks.schedule import Schedule
+from tasks.config.agent import AgentConfig
+from tasks.deploy.driver import KubeDeployer
+from tasks.deploy.requests import DeployRequest
+from tasks.engine.schedule import Schedule
 
 from .conftest import NS, env_config
 

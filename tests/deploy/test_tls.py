@@ -11,9 +11,9 @@ import warnings
 import pytest
 from urllib3.exceptions import InsecureRequestWarning
 
-from tasks.adapters import kube as kube_adapter
-from tasks.adapters.kube import Kube, KubeUnavailable
-from tasks.deploy.config import ConfigError, parse_environments
+from tasks.config.environments import ConfigError, parse_environments
+from tasks.deploy import kube as kube_adapter
+from tasks.deploy.kube import Kube, KubeUnavailable
 from tasks.deploy.service import kube_for
 from tests.support.fake_kube import FakeKube
 
@@ -70,7 +70,7 @@ def test_verify_ssl_false_is_said_once_not_per_call(tls_kube, monkeypatch, caplo
     insecure = {"mode": "host", "host": tls_kube.url, "verify_ssl": False}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with caplog.at_level(logging.WARNING, logger="tasks.adapters.kube"):
+        with caplog.at_level(logging.WARNING, logger="tasks.deploy.kube"):
             for _ in range(2):  # the configuration is loaded by the worker and its children
                 cfg = env(insecure)
             for _ in range(2):

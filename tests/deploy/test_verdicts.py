@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import STATUS_LABELS, Labels
+from tasks.config.agent import STATUS_LABELS, Labels
 from tasks.deploy.model import DeployRecord
 from tasks.deploy.verdicts import END, START, VERDICTS, aborted_by, block, detail, outcome, verdict
 

@@ -14,10 +14,10 @@ import orjson
 import pytest
 import yaml
 
-from tasks import audit
-from tasks.adapters.gitlab import GitLabAdapter
 from tasks.deploy.model import DeployRecord
-from tasks.inbox import record_key
+from tasks.gitlab.client import GitLabAdapter
+from tasks.intake.inbox import record_key
+from tasks.platform import audit
 from tests.support.fake_kube import FakeHTTP, FakeKube
 from tests.support.hooks import PAYLOADS, label_hook, note_hook
 from tests.support.procs import Stack, base_env, deploys_settled, post_delivery, wait_until

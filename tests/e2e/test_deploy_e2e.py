@@ -10,8 +10,8 @@ import orjson
 import pytest
 import yaml
 
-from tasks.adapters.gitlab import GitLabAdapter
-from tasks.inbox import record_key
+from tasks.gitlab.client import GitLabAdapter
+from tasks.intake.inbox import record_key
 from tests.support.fake_kube import FakeHTTP, FakeKube
 from tests.support.hooks import note_hook
 from tests.support.procs import Stack, base_env, deploys_settled, post_delivery, wait_until
@@ -149,7 +149,7 @@ def test_a_passing_default_branch_pipeline_auto_deploys_staging(stack, gl, kube,
 
 
 def test_an_auto_deploy_during_a_freeze_is_refused(stack, gl, kube, health, redis_client):
-    from tasks import audit
+    from tasks.platform import audit
 
     health.set_status("/healthz", 200)
     before = image(kube)

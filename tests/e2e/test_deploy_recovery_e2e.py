@@ -12,8 +12,8 @@ import orjson
 import pytest
 import yaml
 
-from tasks.adapters.gitlab import GitLabAdapter
-from tasks.inbox import record_key
+from tasks.gitlab.client import GitLabAdapter
+from tasks.intake.inbox import record_key
 from tests.support.fake_kube import FakeHTTP, FakeKube
 from tests.support.hooks import note_hook
 from tests.support.procs import base_env, deploys_settled, post_delivery, start_web, start_worker, wait_until
@@ -22,7 +22,7 @@ PROJECT, ALICE = 15, 7
 OLD, SHA = "a" * 40, "d" * 40
 IMAGE = "registry.example.com/shop/web:{sha}"
 LEASE, REDELIVER = 2.0, 0.6
-PERIOD = max(0.2, min(5.0, REDELIVER / 3))  # the engine loop's period (tasks/engine_loop.py)
+PERIOD = max(0.2, min(5.0, REDELIVER / 3))  # the engine loop's period (tasks/worker/engine_loop.py)
 BOUND = LEASE + REDELIVER + PERIOD
 SLACK = 1.0  # from the send to the step's first API call: a few Redis and HTTP round trips
 PATCH = "/apis/apps/v1/namespaces/shop/deployments/web"

@@ -14,9 +14,9 @@ import orjson
 import pytest
 import yaml
 
-from tasks.adapters.gitlab import GitLabAdapter
 from tasks.deploy.model import DeployRecord
-from tasks.inbox import record_key
+from tasks.gitlab.client import GitLabAdapter
+from tasks.intake.inbox import record_key
 from tests.support.fake_kube import FakeHTTP, FakeKube
 from tests.support.hooks import label_hook, note_hook
 from tests.support.procs import Stack, base_env, deploys_settled, post_delivery, wait_until

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tasks.adapters.gitlab import GitLabAdapter
-from tasks.inbox import record_key
+from tasks.gitlab.client import GitLabAdapter
+from tasks.intake.inbox import record_key
 from tests.support.logs import fixture_log
 from tests.support.procs import Stack, base_env, post_delivery, wait_until
 
@@ -22,7 +22,7 @@ PROJECT = 15
 @pytest.fixture(scope="module")
 def stack(redis_server, fake_gitlab_process, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("failures")
-    from tasks.redis_server import free_port
+    from tasks.platform.redis_server import free_port
 
     metrics_port = free_port()
     env = base_env(redis_server.client_url(), GITLAB_URL=fake_gitlab_process.url,

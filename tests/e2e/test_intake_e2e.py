@@ -12,10 +12,10 @@ import pytest
 import redis as redis_lib
 import requests
 
-from tasks.commands.replay import HEADER_FOR_OBJECT_KIND
-from tasks.context import delivery_decisions
-from tasks.handlers import load_handlers
-from tasks.inbox import record_key
+from tasks.cli.replay import HEADER_FOR_OBJECT_KIND
+from tasks.intake.inbox import record_key
+from tasks.platform.handlers import load_handlers
+from tasks.worker.context import delivery_decisions
 from tests.support.procs import base_env, post_delivery, start_web, start_worker, wait_until
 
 FIXTURES = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "payloads").glob("*.json"))
@@ -114,7 +114,7 @@ def test_chunked_body_over_the_limit_is_413_from_gunicorn(redis_server, redis_cl
 
 
 def test_broker_down_is_503_and_ready_probe_fails(redis_server, redis_client, tmp_path):
-    from tasks.redis_server import RedisServer
+    from tasks.platform.redis_server import RedisServer
 
     own = RedisServer(tmp_path / "own-redis").start()
     env = base_env(own.client_url())

@@ -15,10 +15,10 @@ import uuid
 import orjson
 import pytest
 
-from tasks import audit
-from tasks.adapters.gitlab import GitLabAdapter
-from tasks.corrections import Corrections
-from tasks.inbox import record_key
+from tasks.ci.corrections import Corrections
+from tasks.gitlab.client import GitLabAdapter
+from tasks.intake.inbox import record_key
+from tasks.platform import audit
 from tests.support.hooks import note_hook
 from tests.support.procs import ROOT, Stack, base_env, post_delivery, wait_until
 
@@ -197,7 +197,7 @@ def test_suggest_and_backtest_read_what_the_service_kept(stack, gl, redis_client
         send(stack, redis_client, pipeline_hook(pipeline, job), "Pipeline Hook")
     send(stack, redis_client, command(gl, "/devops classify test_failure widgets"), "Note Hook")
     env = {**stack["env"], "DEVOPS_AGENT_CACHE_DIR": str(tmp_path / "cache")}
-    run = subprocess.run([sys.executable, "-m", "tasks.cli", "rules", "suggest", "--format", "json"],
+    run = subprocess.run([sys.executable, "-m", "tasks.cli.main", "rules", "suggest", "--format", "json"],
                          env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     [proposal] = json.loads(run.stdout)["proposals"]
@@ -210,7 +210,7 @@ def test_suggest_and_backtest_read_what_the_service_kept(stack, gl, redis_client
     gl.add_pipeline(PROJECT, id=1300, ref="main", status="success", jobs=[
         {"id": 9500, "name": "widgets", "stage": "check", "status": "success"}])
     gl.set_trace(9500, text="checking 14 widgets\nall widgets fine\nJob succeeded\n")
-    argv = [sys.executable, "-m", "tasks.cli", "rules", "backtest", str(candidate),
+    argv = [sys.executable, "-m", "tasks.cli.main", "rules", "backtest", str(candidate),
             "--project", "acme/shop", "--since", "1d", "--format", "json"]
     run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert run.returncode == 0, run.stderr

@@ -7,8 +7,8 @@ import uuid
 import orjson
 import pytest
 
-from tasks.adapters.gitlab import GitLabAdapter
-from tasks.inbox import record_key
+from tasks.gitlab.client import GitLabAdapter
+from tasks.intake.inbox import record_key
 from tests.support.hooks import label_hook, note_hook
 from tests.support.procs import Stack, base_env, post_delivery, wait_until
 

@@ -9,8 +9,8 @@ import uuid
 import orjson
 import pytest
 
-from tasks.adapters.gitlab import GitLabAdapter
-from tasks.inbox import record_key
+from tasks.gitlab.client import GitLabAdapter
+from tasks.intake.inbox import record_key
 from tests.e2e.test_failures_e2e import PAYLOADS
 from tests.support.logs import fixture_log
 from tests.support.procs import Stack, base_env, post_delivery, wait_until

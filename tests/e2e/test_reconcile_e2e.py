@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tasks.adapters.gitlab import GitLabAdapter
+from tasks.gitlab.client import GitLabAdapter
 from tests.support.fake_gitlab.state import DEVELOPER
 from tests.support.logs import fixture_log
 from tests.support.procs import Stack, base_env, start_web, start_worker, wait_until

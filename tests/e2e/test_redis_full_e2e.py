@@ -9,8 +9,8 @@ import uuid
 import pytest
 import redis as redis_lib
 
-from tasks.adapters.gitlab import GitLabAdapter
-from tasks.redis_server import RedisServer, free_port
+from tasks.gitlab.client import GitLabAdapter
+from tasks.platform.redis_server import RedisServer, free_port
 from tests.e2e.test_storm_e2e import hook, seed
 from tests.support.procs import base_env, post_delivery, start_web, start_worker, wait_until
 

@@ -15,9 +15,9 @@ import pytest
 import redis as redis_lib
 import requests
 
-from tasks.context import delivery_decisions
-from tasks.inbox import record_key
-from tasks.redis_server import free_port
+from tasks.intake.inbox import record_key
+from tasks.platform.redis_server import free_port
+from tasks.worker.context import delivery_decisions
 from tests.support.procs import Proc, base_env, post_delivery, wait_until
 
 
@@ -43,7 +43,7 @@ def served(tmp_path):
     port = free_port()
     env = base_env(None, EXTRA_HANDLER_MODULES="tests.support.slow_handler")
     data = tmp_path / "data"
-    proc = Proc([sys.executable, "-m", "tasks.cli", "serve", "--port", str(port),
+    proc = Proc([sys.executable, "-m", "tasks.cli.main", "serve", "--port", str(port),
                  "--data-dir", str(data), "--web-workers", "1", "--concurrency", "1"],
                 env, tmp_path / "serve.log").start()
     url = f"http://127.0.0.1:{port}"
@@ -97,7 +97,7 @@ def test_embedded_default_survives_sigkill_of_each_process(served):
 
     # 1. the worker (its parent process; Celery's pool children die with it)
     d1 = send_and_wait_started(served, 1)
-    for p in children_matching(serve_pid, "tasks.cli worker"):
+    for p in children_matching(serve_pid, "tasks.cli.main worker"):
         p.send_signal(signal.SIGKILL)
     assert_done_once(served, d1)
 

@@ -14,8 +14,8 @@ import time
 import orjson
 import pytest
 
-from tasks.adapters.gitlab import GitLabAdapter
-from tasks.redis_server import RedisServer, free_port
+from tasks.gitlab.client import GitLabAdapter
+from tasks.platform.redis_server import RedisServer, free_port
 from tests.e2e.test_failures_e2e import pipeline_payload
 from tests.support.logs import fixture_log
 from tests.support.procs import base_env, post_delivery, start_web, start_worker, wait_until

@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sentry_sdk.transport import Transport
 
-from tasks.settings import load_settings, signing_key_forms
-from tasks.signing import signature_header
+from tasks.config.settings import load_settings, signing_key_forms
+from tasks.intake.signing import signature_header
 from tests.receiver.raw import exchange
 from tests.support.procs import base_env, start_web
 
@@ -210,7 +210,7 @@ class Recording(Transport):
 def receiver(redis_server, tmp_path_factory):
     import sentry_sdk
 
-    from tasks.observability import init_sentry
+    from tasks.platform.sentry import init_sentry
     from webhooks.app import create_app
 
     path = tmp_path_factory.mktemp("fuzz") / "secrets.yaml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.adapters.gitlab import GitLabAdapter, GitLabError, NotFound
+from tasks.gitlab.client import GitLabAdapter, GitLabError, NotFound
 from tests.support.fake_gitlab import DEVELOPER
 
 CI = "build:\n  script: make   # é\n"

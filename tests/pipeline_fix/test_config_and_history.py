@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.config import load_config
-from tasks.pipeline_fix.detect import MAX_FAILURES, FixHistory, kind_of
-from tasks.settings import ConfigError
+from tasks.ci.pipeline_fix.detect import MAX_FAILURES, FixHistory, kind_of
+from tasks.config.agent import load_config
+from tasks.config.settings import ConfigError
 
 
 def test_defaults_and_a_valid_section(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.pipeline_fix.edit import Skip, load_merged, parse, plan_retry, plan_timeout
+from tasks.ci.pipeline_fix.edit import Skip, load_merged, parse, plan_retry, plan_timeout
 from tests.support.fake_gitlab.ci_lint import lint
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -164,7 +164,7 @@ def test_what_cannot_be_edited_says_why(text, match):
 def test_the_edit_reparses_to_the_same_configuration_plus_one_key():
     text = fixture("drupal.gitlab-ci.yml")
     change = plan_timeout(text, None, "PHP 8.3 SQLite 3.45", H, 1800, 3 * H)
-    from tasks.pipeline_fix.edit import _plain
+    from tasks.ci.pipeline_fix.edit import _plain
 
     before, after = _plain(parse(text)), _plain(parse(change.content))
     assert after["PHP 8.3 SQLite 3.45"].pop("timeout") == "1h 30m"

@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.config import AgentConfig, PipelineFixes
-from tasks.context import HandlerContext
-from tasks.pipeline_fix import JOB, refresh_comment
-from tasks.pipeline_fix.detect import FixHistory
-from tasks.pipeline_fix.mr import propose
-from tasks.rules import load_table
-from tasks.settings import load_settings
-from tasks.triage import FailedJob, PipelineRef, triage
+from tasks.ci.pipeline_fix import JOB
+from tasks.ci.pipeline_fix.detect import FixHistory
+from tasks.ci.pipeline_fix.mr import propose
+from tasks.ci.rules import load_table
+from tasks.ci.triage import FailedJob, PipelineRef, refresh_comment, triage
+from tasks.config.agent import AgentConfig, PipelineFixes
+from tasks.config.settings import load_settings
+from tasks.worker.context import HandlerContext
 from tests.support.fake_gitlab.state import DEVELOPER, REPORTER
 from tests.support.logs import fixture_log
 from tests.support.recording_gitlab import RecordingGitLab
@@ -285,7 +285,7 @@ def test_the_job_refreshes_only_the_latest_failed_pipeline_comment(redis_client,
         pipe, _ = fail(ctx, gl)
     [(kwargs, _)] = asked(ctx)
     # A later pipeline of the ref passed before the job ran: its comment is what is current.
-    from tasks.triage import passed
+    from tasks.ci.triage import passed
 
     passed(ctx, PipelineRef(PROJECT, pipe.pipeline + 100, "42-fix", "b" * 40, mr_iid=7))
     before = comment(gl)

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import requests
 
-from tasks.redis_server import free_port
+from tasks.platform.redis_server import free_port
 from tests.receiver.raw import exchange, parse_answers, request
 from tests.support.procs import SECRET, Proc, base_env, post_delivery, start_web, wait_until
 

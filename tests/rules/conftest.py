@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.rules import load_table, prefilter
+from tasks.ci.rules import load_table, prefilter
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "fixtures" / "logs"

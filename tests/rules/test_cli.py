@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tasks.cli import main
+from tasks.cli.main import main
 from tests.support.logs import fixture_log
 
 from .conftest import ROOT, write_rules
@@ -147,7 +147,7 @@ def test_help_documents_exit_codes(capsys):
 def test_stdin_in_a_real_process():
     log = fixture_log("docker-rate-limit.log").read_bytes()
     proc = subprocess.run(
-        [sys.executable, "-m", "tasks.cli", "classify", "-", "--format", "json"],
+        [sys.executable, "-m", "tasks.cli.main", "classify", "-", "--format", "json"],
         input=log,
         capture_output=True,
         cwd=ROOT,

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from tasks.rules import RulesError, load_table
-from tasks.rules.cleaning import strip_ansi
-from tasks.rules.engine import EVIDENCE_CAP
+from tasks.ci.rules import RulesError, load_table
+from tasks.ci.rules.cleaning import strip_ansi
+from tasks.ci.rules.engine import EVIDENCE_CAP
 
 from .conftest import BACKENDS, write_rules
 
@@ -279,7 +279,7 @@ def test_compiled_database_cache(tmp_path, monkeypatch):
 def test_read_chunks_reads_ahead_and_reports_errors(tmp_path):
     import io
 
-    from tasks.rules.reading import read_chunks
+    from tasks.ci.rules.reading import read_chunks
 
     data = b"".join(b"line %d\n" % i for i in range(300_000))
     assert b"".join(read_chunks(io.BytesIO(data), size=65536)) == data
@@ -348,7 +348,7 @@ def _sprinkled(seed: int, size: int, p: float = 0.02) -> bytes:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_quick_clean_is_clean_block_without_offsets(seed):
-    from tasks.rules.cleaning import clean_block, exact_events, quick_clean
+    from tasks.ci.rules.cleaning import clean_block, exact_events, quick_clean
 
     raw = _sprinkled(seed, 200_000, p=0.05 * (seed % 3))
     text, events, parts = quick_clean(raw)
@@ -359,7 +359,7 @@ def test_quick_clean_is_clean_block_without_offsets(seed):
 
 
 def _scan_both_ways(table, path, data):
-    from tasks.rules.reading import FileChunks, read_chunks
+    from tasks.ci.rules.reading import FileChunks, read_chunks
 
     chunks = read_chunks(str(path))
     assert isinstance(chunks, FileChunks) and chunks.blocks() is not None
@@ -391,7 +391,7 @@ def test_regular_file_with_very_long_lines(table, tmp_path):
 
 
 def test_engine_line_count_from_the_block_reader(tmp_path):
-    from tasks.rules.reading import read_chunks
+    from tasks.ci.rules.reading import read_chunks
 
     table = load_table(write_rules(tmp_path, RULES), include_default=False)
     data = b"".join(b"line %d\n" % i for i in range(300_000)) + b"tail"

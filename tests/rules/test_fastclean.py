@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.rules import cleaning, load_table
+from tasks.ci.rules import cleaning, load_table
 
-fast = pytest.importorskip("tasks.rules._fastclean", reason="built without a C compiler")
+fast = pytest.importorskip("tasks.ci.rules._fastclean", reason="built without a C compiler")
 
 LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs"
 PIECES = [b"\x1b", b"[", b"0", b"K", b"m", b";", b"section_", b"start:", b"end:", b"12", b":",

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from tasks.rules import load_table
-from tasks.rules.corpus import load_manifest
-from tasks.rules.table import CATEGORIES
+from tasks.ci.rules import load_table
+from tasks.ci.rules.corpus import load_manifest
+from tasks.ci.rules.table import CATEGORIES
 from tests.support.logs import fixture_log
 
 from .conftest import LOGS

@@ -8,11 +8,11 @@ import random
 
 import pytest
 
-from tasks.rules.classifier import Classifier, Correction
-from tasks.rules.context import command_info, infer, name_category
-from tasks.rules.errorlines import error_lines
-from tasks.rules.facts import read_facts
-from tasks.rules.signature import normalise, signature
+from tasks.ci.rules.classifier import Classifier, Correction
+from tasks.ci.rules.context import command_info, infer, name_category
+from tasks.ci.rules.errorlines import error_lines
+from tasks.ci.rules.facts import read_facts
+from tasks.ci.rules.signature import normalise, signature
 from tests.support.logs import fixture_log
 
 
@@ -73,7 +73,7 @@ rules:
 
 @pytest.fixture(scope="module")
 def small_table(tmp_path_factory):
-    from tasks.rules import load_table
+    from tasks.ci.rules import load_table
 
     path = tmp_path_factory.mktemp("rules") / "rules.yaml"
     path.write_text(TABLE)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.rules import load_table, prefilter
-from tasks.rules.corpus import load_manifest
-from tasks.rules.literals import required_literals
-from tasks.rules.table import CATEGORIES
+from tasks.ci.rules import load_table, prefilter
+from tasks.ci.rules.corpus import load_manifest
+from tasks.ci.rules.literals import required_literals
+from tasks.ci.rules.table import CATEGORIES
 
 from .conftest import LOGS
 

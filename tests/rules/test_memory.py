@@ -24,7 +24,7 @@ CHILD = textwrap.dedent(
     import json, sys, time
     sys.path[:0] = [{root!r}, {bench!r}]
     import genlog
-    from tasks.rules import load_table
+    from tasks.ci.rules import load_table
     table = load_table(use_hyperscan={hs})
     start = time.perf_counter()
     result = table.classify(genlog.generate({size}))

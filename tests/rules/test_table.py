@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.rules import RulesError, check_files, load_table
-from tasks.rules.loading import MAX_FILE_BYTES
+from tasks.ci.rules import RulesError, check_files, load_table
+from tasks.ci.rules.loading import MAX_FILE_BYTES
 
 from .conftest import write_rules
 
@@ -190,7 +190,7 @@ def test_description_fallbacks(tmp_path):
 
 def test_pure_python_yaml_path_is_as_strict(tmp_path, monkeypatch):
     # Without libyaml the composer is PyYAML's own; aliases and deep nesting still give problems.
-    from tasks.rules import yamlnodes
+    from tasks.ci.rules import yamlnodes
 
     monkeypatch.setattr(yamlnodes, "_CLoader", None)
     assert any("aliases" in p.message for p in problems(tmp_path, "a: &a [1]\nrules: *a\n"))

@@ -1,6 +1,6 @@
 """Webhook bodies the way GitLab sends them: for something that happened in the fake first.
 
-The workers re-read from GitLab's API what a hook claims (tasks/facts.py), so a test that only
+The workers re-read from GitLab's API what a hook claims (tasks/gitlab/facts.py), so a test that only
 posts a hand-made body tests nothing real. These helpers make the change in the fake GitLab
 (a note written by a user, a label added by a user) and build the hook from the documented
 payload in fixtures/payloads/ with the ids, body and author GitLab would put in it. Tests that

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from tasks.redis_server import free_port
+from tasks.platform.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "e2e-secret-token"
@@ -108,7 +108,7 @@ def start_web(env: dict[str, str], tmp: Path, workers: int = 2) -> tuple[Proc, s
 
 
 def start_worker(env: dict[str, str], tmp: Path, name: str = "worker", concurrency: int = 2) -> Proc:
-    proc = Proc([sys.executable, "-m", "tasks.cli", "worker", "--concurrency", str(concurrency)],
+    proc = Proc([sys.executable, "-m", "tasks.cli.main", "worker", "--concurrency", str(concurrency)],
                 env, tmp / f"{name}.log").start()
     wait_until(lambda: "ready." in proc.log() or _exited(proc), timeout=30,
                what="celery worker to be ready")

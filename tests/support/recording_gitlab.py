@@ -1,4 +1,4 @@
-"""An in-memory stand-in for `tasks.adapters.gitlab.GitLabAdapter`, for handler unit tests.
+"""An in-memory stand-in for `tasks.gitlab.client.GitLabAdapter`, for handler unit tests.
 
 Prow's fake GitHub client, for GitLab, but with no model of its own: every adapter method sends
 the request python-gitlab would send (method, URL-encoded path, params, body) straight into the
@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
-from tasks.adapters.gitlab import (
+from tasks.gitlab.client import (
     KINDS,
     Forbidden,
     GitLabError,

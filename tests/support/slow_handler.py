@@ -6,7 +6,7 @@ Redis when it starts, so a test can SIGKILL the worker while the task is provabl
 
 import time
 
-from tasks.handlers import HelpRecord, handler
+from tasks.platform.handlers import HelpRecord, handler
 
 
 @handler("slow_test_handler", kinds=("deployment",),

@@ -1,8 +1,8 @@
 """`/devops approve <env>`: one approval for deploying an environment from this issue."""
 
 from tasks.chatops.core import Invocation, command
-from tasks.chatops.gates import access_level, check_access
-from tasks.handlers import CommandHelp
+from tasks.deploy.gates import access_level, check_access
+from tasks.platform.handlers import CommandHelp
 
 
 @command("approve", CommandHelp(

@@ -1,7 +1,7 @@
 """`/devops checklist <env> [ref]`: every gate a deploy would pass through, nothing deployed."""
 
 from tasks.chatops.core import Invocation, command, request_action
-from tasks.handlers import CommandHelp
+from tasks.platform.handlers import CommandHelp
 
 
 @command("checklist", CommandHelp(

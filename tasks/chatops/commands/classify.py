@@ -1,12 +1,12 @@
 """`/devops classify <category> [job]`: correct the category of a failed job in this thread."""
 
 from tasks.chatops.core import Invocation, command
-from tasks.chatops.gates import access_level, check_access
-from tasks.config import ACCESS_LEVELS
-from tasks.handlers import CommandHelp
-from tasks.learning import apply_correction, failed_rows
-from tasks.rules.table import CATEGORIES
-from tasks.triage import thread_pipeline
+from tasks.ci.learning import apply_correction, failed_rows
+from tasks.ci.rules.table import CATEGORIES
+from tasks.ci.triage import thread_pipeline
+from tasks.config.agent import ACCESS_LEVELS
+from tasks.deploy.gates import access_level, check_access
+from tasks.platform.handlers import CommandHelp
 
 TEACHABLE = tuple(c for c in CATEGORIES if c != "unknown")
 

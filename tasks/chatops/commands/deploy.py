@@ -1,7 +1,7 @@
 """`/devops deploy <env> [ref] [--force "reason"]`"""
 
 from tasks.chatops.core import Invocation, command, request_action, split_force
-from tasks.handlers import CommandHelp
+from tasks.platform.handlers import CommandHelp
 
 
 @command("deploy", CommandHelp(

@@ -1,7 +1,7 @@
 """`/devops help`: generated from every command's help record."""
 
 from tasks.chatops.core import COMMANDS, Invocation, command
-from tasks.handlers import CommandHelp
+from tasks.platform.handlers import CommandHelp
 
 
 def help_text(prefix: str) -> str:

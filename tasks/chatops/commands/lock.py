@@ -5,8 +5,8 @@ import time
 import orjson
 
 from tasks.chatops.core import Invocation, command
-from tasks.chatops.gates import access_level, check_access, env_lock_key
-from tasks.handlers import CommandHelp
+from tasks.deploy.gates import access_level, check_access, env_lock_key
+from tasks.platform.handlers import CommandHelp
 
 _DELETE_IF_SAME = ("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) "
                    "end return 0")

@@ -1,9 +1,9 @@
 """`/devops retry [job-name]`: retry the failed jobs of the latest pipeline."""
 
 from tasks.chatops.core import Invocation, command
-from tasks.chatops.gates import access_level, check_access
-from tasks.config import ACCESS_LEVELS
-from tasks.handlers import CommandHelp
+from tasks.config.agent import ACCESS_LEVELS
+from tasks.deploy.gates import access_level, check_access
+from tasks.platform.handlers import CommandHelp
 
 
 @command("retry", CommandHelp(

@@ -1,7 +1,7 @@
 """`/devops rollback <env> [revision]`"""
 
 from tasks.chatops.core import Invocation, command, request_action, split_force
-from tasks.handlers import CommandHelp
+from tasks.platform.handlers import CommandHelp
 
 
 @command("rollback", CommandHelp(

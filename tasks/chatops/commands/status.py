@@ -6,8 +6,8 @@ import datetime as dt
 import orjson
 
 from tasks.chatops.core import Invocation, command
-from tasks.chatops.gates import env_lock_key, freeze_gate
-from tasks.handlers import CommandHelp
+from tasks.deploy.gates import env_lock_key, freeze_gate
+from tasks.platform.handlers import CommandHelp
 
 
 @command("status", CommandHelp(

@@ -1,0 +1,240 @@
+"""Deploy environments: typed configuration, loaded from the service's YAML `environments:` map.
+
+Every time constant lives here (with production defaults) so tests can shrink them to
+fractions of a second.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label (namespaces, names)
+
+
+class ConfigError(ValueError):
+    """The deploy configuration is invalid; the message names the environment and field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Credentials(_Model):
+    """How to reach the cluster.
+
+    in_cluster: the worker pod's service account. kubeconfig: a file path (a mounted secret),
+    optionally a context. host: an explicit API server URL (tests, kubectl proxy), with a
+    bearer token from `token_file` and the server's CA bundle from `ca_file` (a private CA)."""
+
+    mode: Literal["in_cluster", "kubeconfig", "host"] = "in_cluster"
+    kubeconfig: str | None = None
+    context: str | None = None
+    host: str | None = None
+    token_file: str | None = None
+    ca_file: str | None = None
+    verify_ssl: bool = True
+    request_timeout: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Credentials:
+        if self.mode == "kubeconfig" and not self.kubeconfig:
+            raise ValueError("mode kubeconfig needs `kubeconfig: <path>`")
+        if self.mode == "host" and not self.host:
+            raise ValueError("mode host needs `host: <url>`")
+        if self.ca_file and self.mode != "host":
+            raise ValueError(f"ca_file is for mode host; mode {self.mode} brings its own CA")
+        if self.ca_file and not self.verify_ssl:
+            raise ValueError("ca_file with verify_ssl: false: the CA would never be checked; "
+                             "drop one of them")
+        return self
+
+
+class HealthCheck(_Model):
+    """An HTTP probe. `url` may use {color}, {track}, {deployment}, {namespace}, {sha}."""
+
+    url: str
+    expect_status: int = Field(200, ge=100, le=599)
+    successes: int = Field(3, ge=1, description="consecutive successes needed to pass")
+    failures: int = Field(3, ge=1, description="consecutive failures that fail the check")
+    timeout: float = Field(2.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        _check_placeholders(v)
+        return v
+
+
+class PrometheusCheck(_Model):
+    """A Prometheus instant query compared with a threshold.
+
+    Passes when `value <op> threshold` holds (e.g. error rate `<` 0.05). With `sample_query`
+    (e.g. the request count over the same window), fewer than `min_samples` samples make the
+    result inconclusive instead of failed, so one error at low traffic does not abort."""
+
+    name: str
+    url: str = Field(description="Prometheus base URL; the check calls GET {url}/api/v1/query")
+    query: str
+    threshold: float
+    op: Literal["<", "<=", ">", ">="] = "<"
+    sample_query: str | None = None
+    min_samples: float = Field(0, ge=0)
+    timeout: float = Field(5.0, gt=0)
+
+    # queries are not checked for placeholders: PromQL is full of braces; see `fill`
+
+
+class Verification(_Model):
+    """When and how long to verify after each step."""
+
+    interval: float = Field(10.0, gt=0, description="seconds between probe rounds")
+    timeout: float = Field(300.0, gt=0, description="give up (fail) if checks cannot pass by then")
+
+
+class RollingStrategy(_Model):
+    type: Literal["rolling"] = "rolling"
+    max_surge: int | str = "25%"
+    max_unavailable: int | str = "25%"
+
+    @field_validator("max_surge", "max_unavailable")
+    @classmethod
+    def _intstr(cls, v: int | str) -> int | str:
+        if (isinstance(v, int) and v < 0) or (isinstance(v, str) and not re.fullmatch(r"\d{1,3}%", v)):
+            raise ValueError("must be a non-negative integer or a percentage like '25%'")
+        return v
+
+
+class BlueGreenStrategy(_Model):
+    type: Literal["blue_green"] = "blue_green"
+    service: str = Field(description="the Service whose selector picks the live colour")
+    color_label: str = "color"
+    colors: tuple[str, str] = ("blue", "green")
+    deployment_pattern: str = Field("{deployment}-{color}", description="colour Deployment names")
+    switch_traffic: Literal["auto", "manual"] = "auto"
+
+
+class CanaryStrategy(_Model):
+    type: Literal["canary"] = "canary"
+    canary_deployment: str = Field("{deployment}-canary", description="name of the canary Deployment")
+    track_label: str = "track"
+    initial_weight: int = Field(10, gt=0, le=100)
+    step_weight: int = Field(20, gt=0, le=100)
+    interval: float = Field(300.0, gt=0, description="seconds of analysis at each weight")
+
+
+StrategyConfig = Annotated[RollingStrategy | BlueGreenStrategy | CanaryStrategy,
+                           Field(discriminator="type")]
+
+
+class Timings(_Model):
+    poll_interval: float = Field(5.0, gt=0, description="seconds between rollout status reads")
+    rollout_timeout: float = Field(600.0, gt=0, description="a rollout not done by then fails")
+    api_error_retries: int = Field(5, ge=0, description="transient API errors tolerated in a row")
+
+
+class AutoDeploy(_Model):
+    """development: `feature_branches`; staging: `default_branch` (every successful pipeline);
+    production: `manual` (only an explicit command by someone with `min_access_level`).
+    Named `trigger`, not `on`: YAML 1.1 (PyYAML) reads a bare `on` key as the boolean true."""
+
+    trigger: Literal["feature_branches", "default_branch", "manual"] = "manual"
+    min_access_level: int = Field(40, ge=10, le=50, description="GitLab access level for commands")
+
+
+class EnvironmentConfig(_Model):
+    name: str
+    credentials: Credentials = Credentials()
+    namespace: str
+    deployment: str
+    container: str
+    image: str = Field(description="image template, e.g. registry.example.com/app:{sha}")
+    strategy: StrategyConfig = RollingStrategy()
+    health_checks: list[HealthCheck] = []
+    prometheus: list[PrometheusCheck] = []
+    verification: Verification = Verification()
+    timings: Timings = Timings()
+    auto_deploy: AutoDeploy = AutoDeploy()
+
+    @field_validator("namespace", "deployment", "container")
+    @classmethod
+    def _k8s_name(cls, v: str) -> str:
+        if not _NAME.match(v) or len(v) > 63:
+            raise ValueError(f"{v!r} is not a valid Kubernetes name (RFC 1123 label)")
+        return v
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        fields = {f for _, f, _, _ in string.Formatter().parse(v) if f}
+        if not fields <= {"sha", "short_sha", "ref", "tag"}:
+            raise ValueError(f"unknown placeholder(s) {sorted(fields - {'sha', 'short_sha', 'ref', 'tag'})}; "
+                             "use {sha}, {short_sha}, {ref} or {tag}")
+        return v
+
+    def image_for(self, sha: str, ref: str = "", tag: str = "") -> str:
+        return self.image.format(sha=sha, short_sha=sha[:8], ref=ref, tag=tag or sha)
+
+    def auto_deploys(self, ref: str, default_branch: str) -> bool:
+        """Whether a successful pipeline on `ref` deploys here without a command."""
+        if self.auto_deploy.trigger == "feature_branches":
+            return ref != default_branch
+        if self.auto_deploy.trigger == "default_branch":
+            return ref == default_branch
+        return False
+
+
+_KNOWN = ("color", "track", "deployment", "namespace", "sha", "env")
+_PLACEHOLDER = re.compile(r"\{(" + "|".join(_KNOWN) + r")\}")
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """Replace only the known {placeholders}: PromQL's own braces (`{job="x"}`) stay as they are."""
+    return _PLACEHOLDER.sub(lambda m: str(values.get(m.group(1), "")), template)
+
+
+def _check_placeholders(text: str) -> None:
+    unknown = {m for m in re.findall(r"\{(\w+)\}", text) if m not in _KNOWN}
+    if unknown:
+        raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; known: {list(_KNOWN)}")
+
+
+def parse_environments(data: dict, source: str) -> dict[str, EnvironmentConfig]:
+    """`{"environments": {name: {...}}}` (or the inner map) -> configs; ConfigError names the field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with `environments:`")
+    envs = data.get("environments", data)
+    if not isinstance(envs, dict) or not envs:
+        raise ConfigError(f"{source}: `environments` must be a non-empty mapping of name -> settings")
+    out: dict[str, EnvironmentConfig] = {}
+    problems: list[str] = []
+    for name, raw in envs.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            problems.append(f"{source}: environments.{name}: invalid environment name")
+            continue
+        if not isinstance(raw, dict):
+            problems.append(f"{source}: environments.{name}: expected a mapping")
+            continue
+        try:
+            out[name] = EnvironmentConfig.model_validate({**raw, "name": name})
+        except ValidationError as e:
+            for err in e.errors():
+                parts = list(err["loc"])
+                if len(parts) > 1 and parts[0] == "strategy" and \
+                        parts[1] in ("rolling", "blue_green", "canary"):
+                    del parts[1]  # the discriminated union's tag, not a field the user wrote
+                loc = ".".join(str(p) for p in parts) or "(root)"
+                problems.append(f"{source}: environments.{name}.{loc}: {err['msg']}")
+    if problems:
+        raise ConfigError("invalid deploy configuration:\n  " + "\n  ".join(problems))
+    for cfg in out.values():
+        if cfg.credentials.mode == "host" and not cfg.credentials.verify_ssl:
+            from tasks.deploy.kube import insecure_host  # light: the client loads lazily
+
+            insecure_host(cfg.credentials.host or "")
+    return out

@@ -1,0 +1,2 @@
+"""Shared plumbing: Redis server and store, handler registry, logs, metrics, Sentry, audit.
+"""
