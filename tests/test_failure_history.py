@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tasks.ci.history import MAX_OCCURRENCES, FailureHistory
-from tasks.ci.triage import FailedJob, PipelineRef, triage
+from tasks.ci.pipeline import FailedJob, PipelineRef
+from tasks.ci.triage import triage
 from tests.support.logs import fixture_log
 from tests.support.recording_gitlab import RecordingGitLab
 from tests.test_triage import context

@@ -442,6 +442,7 @@ def test_calls_record_body_and_status(project, fake):
 
 
 # -- subprocess mode -------------------------------------------------------------------------
+@pytest.mark.integration  # the fake GitLab as a process, over HTTP
 def test_subprocess_mode_with_seed_file(tmp_path):
     seed = {"users": [{"username": "alice", "id": 7, "token": "alice-token"}],
             "projects": [{"path": "g/p", "id": 3, "members": {"7": 40},

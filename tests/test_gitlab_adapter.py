@@ -256,6 +256,7 @@ def test_timeouts_are_bounded(fake, failed):
     quick.close()
 
 
+@pytest.mark.integration  # a socket to a port nothing listens on
 def test_network_error_is_unavailable():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -315,6 +316,7 @@ print(tracemalloc.get_traced_memory()[1], len(log.data), log.truncated_bytes,
 """
 
 
+@pytest.mark.integration  # a local HTTP server streaming the log
 def test_huge_log_memory_is_bounded_by_the_cap():
     # Measured in a fresh interpreter: in this one, other tests' server threads allocate too.
     import subprocess

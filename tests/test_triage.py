@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tasks.ci.linking import linked_targets, mentioned_issues, mr_iid_from_ref
+from tasks.ci.pipeline import FailedJob, PipelineRef
+from tasks.ci.report import render
 from tasks.ci.rules import load_table
-from tasks.ci.triage import FailedJob, PipelineRef, passed, project_allowed, render, triage
+from tasks.ci.triage import passed, project_allowed, triage
 from tasks.config.settings import load_settings
 from tasks.platform.store import Store
 from tasks.worker.context import HandlerContext

@@ -15,14 +15,16 @@ from typing import Any
 import orjson
 import redis
 from flask import Flask, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from werkzeug.exceptions import HTTPException
 
 from tasks.config.settings import Settings, load_settings, signing_key_bytes
 from tasks.intake.inbox import Inbox
 from tasks.intake.kinds import OBJECT_KINDS, kind_of
-from tasks.platform import metrics
+from tasks.platform import audit, metrics
 from tasks.platform.audit import parse_since
 from tasks.platform.logs import configure_logging, log_context
+from tasks.platform.sentry import init_sentry
 from webhooks.verify import (
     TokenVerifier,
     VerificationError,
@@ -87,8 +89,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set; `devops-agent serve` provides an embedded Redis")
     configure_logging(settings.log_level, settings.secret_values())
-    from tasks.platform.sentry import init_sentry
-
     init_sentry(settings, "web")
 
     app = Flask("devops_agent")
@@ -213,11 +213,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/metrics")
     def metrics_view() -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            from prometheus_client import multiprocess
-
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
         else:
@@ -227,8 +223,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/audit")
     def audit_view() -> Response:
         """The ChatOps audit trail, newest first; needs AUDIT_TOKEN as a Bearer token."""
-        from tasks.platform import audit
-
         if settings.audit_token is None:
             return reply(404, status="refused", error="set AUDIT_TOKEN to enable /audit")
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()

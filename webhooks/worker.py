@@ -20,9 +20,15 @@ about a millisecond) runs only for a request that has arrived completely:
 
 The request head is parsed by gunicorn's own parser (the same strict checks and settings as any
 gunicorn worker: limit_request_line, header_map, forwarded_allow_ips, ...), and the environ and
-the response are gunicorn's too; only the I/O is different. TLS is not terminated here (the
+the response are gunicorn's too; only the I/O is different. Reading a request from the buffered
+bytes (head, Content-Length or chunked body, refusals) is webhooks/framing.py. TLS is not terminated here (the
 ingress does that), and the app runs in the loop's thread, one request at a time, as in a sync
 worker: the receiver's app does not wait for anything but its one Redis call.
+
+What is left here (over 350 lines) is one event loop: accepting, reading, answering, writing and
+lingering all change the same connection table, selector registrations and buffered-bytes
+budget, and each step hands a connection to the next; split across modules, a reader would
+have to follow one connection's life through all of them.
 """
 
 from __future__ import annotations
@@ -32,86 +38,38 @@ import gc
 import io
 import logging
 import os
-import re
 import selectors
 import socket
 import time
 from datetime import datetime
 from typing import Any
 
-import orjson
 from gunicorn import util
 from gunicorn.http import errors as http_errors
 from gunicorn.http import wsgi
-from gunicorn.http.body import ChunkedReader, LengthReader
-from gunicorn.http.message import Request
-from gunicorn.http.unreader import IterUnreader
 from gunicorn.workers import base
 
+from tasks.config.settings import server_limits
+from tasks.platform import metrics
+from webhooks.framing import (
+    BODY,
+    HEAD,
+    LINGER,
+    WRITE,
+    Conn,
+    Refusal,
+    json_error,
+    parse_error,
+    read_body,
+    read_head,
+)
+
 READ_SIZE = 256 * 1024
-MAX_HEAD_BYTES = 64 * 1024  # the whole head; gunicorn's per-line and per-field limits apply too
-MAX_CHUNK_LINE = 1024  # a chunk-size line with its extensions
-MAX_TRAILER_BYTES = 8 * 1024
 WRITE_TIMEOUT = 10.0  # for the client to take our answer
 LINGER_SECONDS = 2.0  # after the last answer on a connection we close, for the client to take it
 LINGER_DISCARD = 4 * 1024 * 1024  # unread request bytes thrown away while lingering, at most
 MAX_KEEPALIVE_REQUESTS = 10_000
 SWEEP_INTERVAL = 0.1  # how often deadlines are checked
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
-
-STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
-               413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
-               431: "Request Header Fields Too Large", 500: "Internal Server Error",
-               503: "Service Unavailable"}
-
-# connection states
-HEAD, BODY, WRITE, LINGER = "head", "body", "write", "linger"
-
-
-class Refusal(Exception):
-    """A request this server answers itself, with a JSON body, and then closes the connection."""
-
-    def __init__(self, status: int, outcome: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.outcome = status, outcome
-
-
-def json_error(status: int, message: str, word: str = "refused") -> bytes:
-    body = orjson.dumps({"status": word, "error": message})
-    head = (f"HTTP/1.1 {status} {STATUS_TEXT.get(status, 'Error')}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n")
-    return head.encode() + body
-
-
-def parse_error(exc: BaseException) -> Refusal:
-    """gunicorn's parser exceptions as JSON refusals (its own handler would write HTML). The
-    message names the problem, never the header's value (it may be a token)."""
-    e = http_errors
-    if isinstance(exc, e.LimitRequestLine):
-        return Refusal(414, "bad_request", "the request line is too long")
-    if isinstance(exc, e.LimitRequestHeaders):
-        return Refusal(431, "bad_request", "too many or too large request headers")
-    if isinstance(exc, e.ExpectationFailed):
-        return Refusal(417, "bad_request", "only `Expect: 100-continue` is understood")
-    if isinstance(exc, e.ForbiddenProxyRequest):
-        return Refusal(403, "bad_request", "PROXY protocol line from an untrusted address")
-    what = {
-        e.InvalidRequestLine: "a malformed request line",
-        e.InvalidRequestMethod: "an invalid request method",
-        e.InvalidHTTPVersion: "an unsupported HTTP version",
-        e.InvalidHeaderName: "an invalid header name",
-        e.ObsoleteFolding: "a folded header line",
-        e.InvalidHeader: "an invalid or repeated header",
-        e.UnsupportedTransferCoding: "an unsupported Transfer-Encoding",
-        e.InvalidSchemeHeaders: "contradicting scheme headers",
-        e.InvalidProxyLine: "a malformed PROXY protocol line",
-        e.InvalidProxyHeader: "a malformed PROXY protocol header",
-    }
-    for cls, text in what.items():
-        if isinstance(exc, cls):
-            return Refusal(400, "bad_request", f"malformed request: {text}")
-    return Refusal(400, "bad_request", f"malformed request ({type(exc).__name__})")
 
 
 class _Out:
@@ -129,71 +87,12 @@ class _Out:
         return len(data)
 
 
-class Conn:
-    __slots__ = (
-        "addr",
-        "buf",
-        "chunked",
-        "chunks",
-        "cleft",
-        "close_after",
-        "cstate",
-        "deadline",
-        "decoded",
-        "discarded",
-        "events",
-        "held",
-        "idle",
-        "length",
-        "linger",
-        "nreq",
-        "out",
-        "req",
-        "sent",
-        "server",
-        "sock",
-        "started",
-        "state",
-        "trailer",
-    )
-
-    def __init__(self, sock: socket.socket, addr: Any, server: Any, deadline: float) -> None:
-        self.sock, self.addr, self.server = sock, addr, server
-        self.buf = bytearray()
-        self.out = bytearray()
-        self.sent = 0
-        self.nreq = 0
-        self.events = selectors.EVENT_READ
-        self.held = 0  # request bytes buffered, counted against MAX_BUFFERED_BYTES
-        self.discarded = 0
-        self.close_after = False
-        self.linger = False  # after the last answer, wait for the client to close first
-        self.reset(deadline)
-
-    def reset(self, deadline: float) -> None:
-        """Ready for the next request (the first one, or the next on a kept-alive connection)."""
-        self.state = HEAD
-        self.deadline = deadline
-        self.idle = True  # no byte of this request yet
-        self.req: Request | None = None
-        self.length = 0
-        self.chunked = False
-        self.chunks: list[bytes] = []
-        self.decoded = 0
-        self.cstate = "size"
-        self.cleft = 0
-        self.trailer = 0
-        self.started = 0.0
-
-
 class BufferingWorker(base.Worker):
     """See the module docstring. Configure with `worker_class = "webhooks.worker.BufferingWorker"`."""
 
     alive: bool  # gunicorn's base Worker sets it; declared for the type checker
 
     def init_process(self) -> None:
-        from tasks.config.settings import server_limits
-
         if self.cfg.is_ssl:
             raise RuntimeError("webhooks.worker.BufferingWorker does not terminate TLS; "
                                "terminate it in front (ingress, load balancer)")
@@ -204,7 +103,6 @@ class BufferingWorker(base.Worker):
         self.accepting = False
         self._paused_until = 0.0
         self._last_notify = 0.0
-        self._metrics: Any = None
         # Our JSON lines carry none of these; not looking them up saves ~15 us per line (the
         # logging HOWTO's "Optimization"). A web worker process only; Celery's format uses them.
         logging._srcfile = None
@@ -375,10 +273,10 @@ class BufferingWorker(base.Worker):
         """Move a connection's request forward with what is buffered; run the app when whole."""
         try:
             while True:
-                if conn.state == HEAD and not self._read_head(conn):
+                if conn.state == HEAD and not read_head(conn, self.cfg, self.limits):
                     return
                 if conn.state == BODY:
-                    body = self._read_body(conn)
+                    body = read_body(conn, self.limits.max_body_bytes)
                     if body is None:
                         return
                     self._respond(conn, body)
@@ -388,126 +286,6 @@ class BufferingWorker(base.Worker):
                         return
         except Refusal as refusal:
             self._refuse(conn, refusal)
-
-    def _read_head(self, conn: Conn) -> bool:
-        buf = conn.buf
-        if conn.idle and buf:
-            conn.idle = False
-            conn.started = time.monotonic()
-            if conn.nreq:  # a kept-alive connection's next request: its own head deadline
-                conn.deadline = conn.started + self.limits.header_timeout
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_HEAD_BYTES:
-                raise Refusal(431, "bad_request", "the request head is too large")
-            if buf.count(b"\n") != buf.count(b"\r\n"):
-                raise Refusal(400, "bad_request", "malformed request: a bare LF ends a line")
-            return False
-        if end > MAX_HEAD_BYTES:
-            raise Refusal(431, "bad_request", "the request head is too large")
-        head = bytes(buf[:end + 4])
-        del buf[:end + 4]
-        conn.nreq += 1
-        try:
-            req = Request(self.cfg, IterUnreader((head,)), conn.addr, conn.nreq)
-        except (http_errors.ParseException, http_errors.NoMoreData, StopIteration,
-                ValueError, UnicodeError) as exc:
-            raise parse_error(exc) from None
-        reader = req.body.reader
-        if isinstance(reader, ChunkedReader):
-            conn.chunked = True
-        elif isinstance(reader, LengthReader):
-            conn.length = reader.length
-            if conn.length > self.limits.max_body_bytes:
-                raise Refusal(413, "too_large", f"body of {conn.length} bytes exceeds the limit "
-                                                f"of {self.limits.max_body_bytes}")
-        else:  # pragma: no cover - gunicorn gives requests one of the two readers
-            raise Refusal(400, "bad_request", "the body's length cannot be determined")
-        if req._expected_100_continue:
-            req._expected_100_continue = False  # gunicorn would send it into the answer
-            if (conn.chunked or conn.length) and not buf:
-                try:
-                    conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
-                except OSError:
-                    pass
-        conn.req = req
-        conn.state = BODY
-        conn.deadline = time.monotonic() + self.limits.body_timeout
-        return True
-
-    def _read_body(self, conn: Conn) -> bytes | None:
-        """The whole (decoded) body once it has arrived, else None."""
-        buf = conn.buf
-        if not conn.chunked:
-            if len(buf) < conn.length:
-                return None
-            body = bytes(buf[:conn.length])
-            del buf[:conn.length]
-            return body
-        pos = 0
-        limit = self.limits.max_body_bytes
-        try:
-            while True:
-                if conn.cstate == "size":
-                    nl = buf.find(b"\r\n", pos)
-                    if nl < 0:
-                        if len(buf) - pos > MAX_CHUNK_LINE:
-                            raise Refusal(400, "bad_request", "malformed chunked body: a chunk "
-                                                              "size line is too long")
-                        return None
-                    line = bytes(buf[pos:nl])
-                    pos = nl + 2
-                    size, _, ext = line.partition(b";")
-                    size = size.rstrip(b" \t")
-                    if not _HEX.fullmatch(size) or b"\n" in line or b"\r" in ext:
-                        raise Refusal(400, "bad_request", "malformed chunked body: an invalid "
-                                                          "chunk size")
-                    n = int(size, 16)
-                    if n == 0:
-                        conn.cstate = "trailer"
-                    elif conn.decoded + n > limit:
-                        raise Refusal(413, "too_large",
-                                      f"chunked body exceeds the limit of {limit} bytes")
-                    else:
-                        conn.cleft = n
-                        conn.cstate = "data"
-                elif conn.cstate == "data":
-                    take = min(len(buf) - pos, conn.cleft)
-                    if take <= 0:
-                        return None
-                    conn.chunks.append(bytes(buf[pos:pos + take]))
-                    pos += take
-                    conn.cleft -= take
-                    conn.decoded += take
-                    if conn.cleft:
-                        return None
-                    conn.cstate = "crlf"
-                elif conn.cstate == "crlf":
-                    if len(buf) - pos < 2:
-                        return None
-                    if buf[pos:pos + 2] != b"\r\n":
-                        raise Refusal(400, "bad_request", "malformed chunked body: chunk data "
-                                                          "is not followed by CRLF")
-                    pos += 2
-                    conn.cstate = "size"
-                else:  # trailer fields, then an empty line; read and dropped
-                    nl = buf.find(b"\r\n", pos)
-                    if nl < 0:
-                        if conn.trailer + len(buf) - pos > MAX_TRAILER_BYTES:
-                            raise Refusal(400, "bad_request", "the chunked body's trailer is "
-                                                              "too large")
-                        return None
-                    if nl == pos:
-                        pos += 2
-                        body = b"".join(conn.chunks)
-                        conn.chunks = []
-                        return body
-                    conn.trailer += nl + 2 - pos
-                    if conn.trailer > MAX_TRAILER_BYTES or b"\n" in buf[pos:nl]:
-                        raise Refusal(400, "bad_request", "malformed chunked body trailer")
-                    pos = nl + 2
-        finally:
-            del buf[:pos]
 
     # -- answering -----------------------------------------------------------------------------
     def _respond(self, conn: Conn, body: bytes) -> None:
@@ -629,11 +407,7 @@ class BufferingWorker(base.Worker):
 
     def _count(self, outcome: str) -> None:
         try:
-            if self._metrics is None:
-                from tasks.platform import metrics
-
-                self._metrics = metrics
-            self._metrics.DELIVERIES.labels(event="other", outcome=outcome).inc()
+            metrics.DELIVERIES.labels(event="other", outcome=outcome).inc()
         except Exception:  # noqa: BLE001 - metrics must never break an answer
             pass
 

@@ -15,6 +15,7 @@ from typing import Any
 from tasks.config.agent import AgentConfig
 from tasks.deploy.gates import evaluate
 from tasks.deploy.requests import DeployRequest, Ticket
+from tasks.deploy.store import DeployStore
 from tasks.deploy.verdicts import Verdict, verdict
 from tasks.gitlab.comments import upsert_comment
 from tasks.platform import audit
@@ -166,6 +167,7 @@ def request_action(inv: Invocation, action: str, env: str, *, ref: str | None = 
     inv.reply(f"⏳ {action} of `{env}`{at} queued.")
     request = DeployRequest(project=inv.project, env=env, action=action, ref=ref, sha=sha,
                             revision=revision, requested_by=inv.username, reason=force_reason,
+                            force=force_reason is not None,
                             reply_to=(inv.kind, inv.iid, inv.subject),
                             trigger_label=inv.trigger_label, command_line=inv.line,
                             request_id=f"{inv.project}:{inv.kind}:{inv.iid}:{inv.subject}")
@@ -191,7 +193,7 @@ def request_action(inv: Invocation, action: str, env: str, *, ref: str | None = 
 def status_lock(redis: Any, project: int | str, kind: str, iid: int, env: str) -> Any:
     """Serialises what one issue or MR shows about one environment (its replies' state and its
     status label): news written late never overwrites a verdict written meanwhile."""
-    return Store(redis).lock(f"deploy-status:{project}:{kind}:{iid}:{env}", ttl=10.0, wait=30.0)
+    return DeployStore(redis).reply_lock(project, kind, iid, env, ttl=10.0, wait=30.0)
 
 
 def in_progress(gitlab: Any, redis: Any, config: AgentConfig, project: int | str, kind: str,

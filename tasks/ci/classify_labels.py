@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from tasks.ci.learning import apply_correction, failed_rows
+from tasks.ci.report import thread_pipeline
 from tasks.ci.rules.table import CATEGORIES
-from tasks.ci.triage import not_actionable, thread_pipeline
+from tasks.ci.triage import not_actionable
 from tasks.config.agent import ACCESS_LEVELS
 from tasks.deploy.gates import access_level
 from tasks.platform.handlers import HelpRecord, handler

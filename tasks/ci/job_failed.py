@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tasks.ci.history import FailureHistory
-from tasks.ci.triage import FailedJob, not_actionable, triage, verified_pipeline
+from tasks.ci.pipeline import FailedJob, verified_pipeline
+from tasks.ci.triage import not_actionable, triage
 from tasks.gitlab.client import NotFound
 from tasks.platform.handlers import HelpRecord, handler
 from tasks.platform.store import Store

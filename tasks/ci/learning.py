@@ -12,7 +12,9 @@ import logging
 from typing import Any
 
 from tasks.ci.corrections import Corrections
-from tasks.ci.triage import FailedJob, PipelineRef, example_of, explain
+from tasks.ci.pipeline import FailedJob, PipelineRef
+from tasks.ci.report import explain
+from tasks.ci.triage import example_of
 from tasks.platform import audit, metrics
 from tasks.platform.store import Store
 

@@ -6,7 +6,8 @@ import dataclasses
 
 import orjson
 
-from tasks.ci.triage import MAX_FAILED_JOBS, FailedJob, not_actionable, triage, verified_pipeline
+from tasks.ci.pipeline import FailedJob, verified_pipeline
+from tasks.ci.triage import MAX_FAILED_JOBS, not_actionable, triage
 from tasks.gitlab.client import NotFound
 from tasks.platform.handlers import HelpRecord, handler
 from tasks.platform.store import Store

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tasks.ci.triage import PipelineRef, not_actionable, passed, verified_pipeline
+from tasks.ci.pipeline import PipelineRef, verified_pipeline
+from tasks.ci.triage import not_actionable, passed
+from tasks.config.agent import EnvAccess
+from tasks.deploy.gates import LEVEL_NAMES, evaluate
+from tasks.deploy.requests import DeployRequest
 from tasks.gitlab.client import NotFound
 from tasks.platform import audit
 from tasks.platform.handlers import HelpRecord, handler
@@ -41,10 +45,6 @@ def auto_deploy(ctx, pipe: PipelineRef, pusher: dict) -> None:
     through the same gates as a command: the person who started the pipeline is the actor and
     needs the environment's `auto_deploy.min_access_level`; locks, freezes, deny windows and
     the checklist apply. Production-like environments default to `manual`."""
-    from tasks.config.agent import EnvAccess
-    from tasks.deploy.gates import LEVEL_NAMES, evaluate
-    from tasks.deploy.requests import DeployRequest
-
     default_branch = pipe.default_branch or "main"
     for name, env in sorted(ctx.config.environments.items()):
         if not env.auto_deploys(pipe.ref, default_branch):

@@ -1,4 +1,5 @@
-"""Failed CI jobs: classify each, decide (retry / hand off a fix / report), explain on the issues.
+"""Failed CI jobs: classify each, decide (retry / hand off a fix / report), then have the failure
+comment say so (tasks/ci/report.py).
 
 Plain functions over narrow interfaces (the GitLab adapter, the rules table, the store), called
 by the pipeline and job handlers. Every write is guarded so that hearing of the same failure
@@ -10,18 +11,17 @@ comment is edited in place and skipped when unchanged.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
 from typing import Any
-
-import orjson
 
 from tasks.ci.corrections import Corrections
 from tasks.ci.history import FailureHistory
-from tasks.ci.linking import MAX_LINKED_ISSUES, linked, mr_iid_from_ref
-from tasks.ci.pipeline_fix import comment_sentence, observe
+from tasks.ci.pipeline import FailedJob, PipelineRef
+from tasks.ci.pipeline_fix import observe
+from tasks.ci.report import explain
 from tasks.ci.rules.classifier import Classifier
-from tasks.gitlab.client import Forbidden, GitLabError, GitLabUnavailable, NotFound
-from tasks.gitlab.comments import marker, upsert_comment
+from tasks.deploy.gates import LEVEL_NAMES
+from tasks.gitlab.client import Forbidden, GitLabError, GitLabUnavailable
+from tasks.gitlab.comments import marker
 from tasks.gitlab.facts import check_project, project_allowed
 from tasks.platform import metrics
 from tasks.platform.store import Store
@@ -37,26 +37,6 @@ CODE_FAILURES = NEVER_RETRY | {"dependency_resolution"}
 MAX_FAILED_JOBS = 50
 
 
-@dataclass(frozen=True)
-class FailedJob:
-    id: int
-    name: str
-    stage: str = ""
-    failure_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class PipelineRef:
-    project: int
-    pipeline: int
-    ref: str
-    sha: str
-    mr_iid: int | None = None
-    commit_message: str | None = None
-    project_path: str | None = None
-    default_branch: str | None = None
-
-
 def not_actionable(ctx: Any, project_id: int, path: str | None = None) -> str | None:
     """Why a handler must leave this project alone, or None. The body's path is only a cheap
     first filter; the allow-list and the secret's binding are checked against the project as
@@ -65,44 +45,6 @@ def not_actionable(ctx: Any, project_id: int, path: str | None = None) -> str | 
             and not any(e == str(project_id) for e in ctx.settings.gitlab_projects):
         return "project is not in GITLAB_PROJECTS"
     return check_project(ctx, project_id)
-
-
-def pipeline_ref(event: Any) -> PipelineRef:
-    """The PipelineRef a Pipeline Hook claims (tests; the handlers use verified_pipeline)."""
-    attrs = event.object_attributes
-    return PipelineRef(project=event.project.id, pipeline=attrs.id, ref=attrs.ref or "",
-                       sha=attrs.sha or "",
-                       mr_iid=event.merge_request.iid if event.merge_request else None,
-                       commit_message=event.commit.message if event.commit else None,
-                       project_path=event.project.path_with_namespace,
-                       default_branch=event.project.default_branch)
-
-
-def verified_pipeline(ctx: Any, project: int, pipeline: int,
-                      mr_hint: int | None = None) -> tuple[PipelineRef, dict[str, Any]]:
-    """The pipeline as GitLab's API has it: (PipelineRef, the API's pipeline). Ref, SHA and status come
-    from the pipeline, the commit message from the commit, the default branch from the
-    project; the body's merge request is kept only when GitLab confirms it is this ref's."""
-
-    raw = ctx.gitlab.get_pipeline(project, pipeline)
-    ref, sha = str(raw.get("ref") or ""), str(raw.get("sha") or "")
-    mr_iid = mr_iid_from_ref(ref)
-    if mr_iid is None and mr_hint is not None:
-        try:
-            if ctx.gitlab.get_mr(project, mr_hint).get("source_branch") == ref:
-                mr_iid = mr_hint
-        except NotFound:
-            pass
-    message = None
-    if sha:
-        try:
-            message = ctx.gitlab.get_commit(project, sha).get("message")
-        except NotFound:
-            pass
-    facts = ctx.project
-    return PipelineRef(project=project, pipeline=pipeline, ref=ref, sha=sha, mr_iid=mr_iid,
-                       commit_message=message, project_path=facts.path if facts else None,
-                       default_branch=facts.default_branch if facts else None), raw
 
 
 def triage(ctx: Any, pipe: PipelineRef, failed: list[FailedJob]) -> list[dict[str, Any]]:
@@ -275,8 +217,6 @@ def ensure_retried(ctx: Any, pipe: PipelineRef, job: FailedJob) -> dict[str, Any
 
 def _why_forbidden(ctx: Any, pipe: PipelineRef, what: str, exc: Exception) -> str:
     """A 403 in words a person can act on: the bot's access, when that is the reason."""
-    from tasks.deploy.gates import LEVEL_NAMES
-
     try:
         bot = ctx.gitlab.current_user()
         level = int(ctx.gitlab.access_level(pipe.project, int(bot["id"])))
@@ -362,174 +302,3 @@ def passed(ctx: Any, pipe: PipelineRef) -> str:
         return "nothing to update"
     explain(ctx, store, pipe, passed=True, failed_pipeline=before["pipeline"])
     return "updated"
-
-
-def explain(ctx: Any, store: Store, pipe: PipelineRef, *, passed: bool,
-            failed_pipeline: int | None = None) -> None:
-    """Refresh the one comment per linked issue (or the MR) and the CI labels."""
-    settings, gitlab = ctx.settings, ctx.gitlab
-    targets, overflow = linked(gitlab, pipe.project, ref=pipe.ref, mr_iid=pipe.mr_iid,
-                               commit_message=pipe.commit_message)
-    if not targets:
-        ctx.decide("no-comment", reason="no linked issue or merge request", ref=pipe.ref)
-        return
-    rows = store.job_rows(pipe.project, failed_pipeline or pipe.pipeline)
-    history = FailureHistory(ctx.redis)
-    similar = {} if passed else {
-        r["name"]: history.similar(r["signature"], project=pipe.project, ref=pipe.ref,
-                                   default_branch=pipe.default_branch).sentence(pipe.default_branch)
-        for r in rows if r.get("signature")}
-    fixes = {} if passed else {r["name"]: comment_sentence(ctx.redis, pipe.project, r)
-                               for r in rows}
-    body = render(pipe, rows, passed=passed, failed_pipeline=failed_pipeline,
-                  flaky_jobs=store.flaky(pipe.project, "jobs"),
-                  flaky_tests=store.flaky(pipe.project, "tests"), similar=similar,
-                  fixes={k: v for k, v in fixes.items() if v})
-    if overflow:
-        body += (f"\n\n<sub>{overflow} more linked issue(s) were not commented on: at most "
-                 f"{MAX_LINKED_ISSUES} per pipeline.</sub>")
-    categories = {r["category"] for r in rows if r.get("status") == "failed"}
-    category_labels = [settings.label_category_prefix + c for c in sorted(categories)]
-    rule_labels = sorted({label for r in rows for label in r.get("rule_labels", [])})
-    thread = orjson.dumps({**asdict(pipe), "pipeline": failed_pipeline or pipe.pipeline,
-                           "passed": passed})
-    for kind, iid in targets:
-        outcome = upsert_comment(gitlab, store, pipe.project, kind, iid, f"ci:{pipe.ref}", body)
-        # What this thread's comment reports, for `/devops classify` written under it.
-        ctx.redis.set(thread_key(pipe.project, kind, iid), thread, ex=90 * 86400)
-        # The cause labels we put on this target before, so stale ones go without reading it.
-        ours_key = f"da:labelled:{pipe.project}:{kind}:{iid}"
-        before = {m.decode() for m in ctx.redis.smembers(ours_key)}
-        now = set() if passed else {*category_labels, *rule_labels}
-        if passed:
-            gitlab.relabel(pipe.project, kind, iid, add=[settings.label_passed],
-                           remove=sorted({settings.label_failed, *before}))
-        else:
-            gitlab.relabel(pipe.project, kind, iid, add=[settings.label_failed, *sorted(now)],
-                           remove=sorted({settings.label_passed, *(before - now)}))
-        pipe_ = ctx.redis.pipeline(transaction=True)
-        pipe_.delete(ours_key)
-        if now:
-            pipe_.sadd(ours_key, *now)
-            pipe_.expire(ours_key, 90 * 86400)
-        pipe_.execute()
-        ctx.decide("comment", target=f"{kind}:{iid}", outcome=outcome, passed=passed)
-
-
-def thread_key(project: int, kind: str, iid: int) -> str:
-    return f"da:ci-thread:{project}:{kind}:{iid}"
-
-
-def thread_pipeline(redis: Any, project: int, kind: str, iid: int) -> tuple[PipelineRef, bool] | None:
-    """The pipeline the CI comment in this issue or MR reports, and whether a later one passed."""
-    raw = redis.get(thread_key(project, kind, iid))
-    if raw is None:
-        return None
-    data = orjson.loads(raw)
-    passed = bool(data.pop("passed", False))
-    return PipelineRef(**data), passed
-
-
-def _line(text: Any, limit: int) -> str:
-    """One line of our own text (its code spans kept), bounded."""
-    out = str(text or "").replace("\r", " ").replace("\n", " ")
-    return out if len(out) <= limit else out[: limit - 1] + "…"
-
-
-def _cell(text: Any, limit: int = 120) -> str:
-    """Markdown-table-safe: no pipes or newlines, backticks neutralised, bounded length."""
-    s = str(text or "").replace("\r", " ").replace("\n", " ").replace("|", "\\|")
-    s = s.replace("`", "'")
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
-def _why(row: dict[str, Any]) -> str:
-    """The layer that decided, in a table cell: which rule, or what the inference rests on."""
-    layer, rule = row.get("layer", "rules"), row.get("rule")
-    if layer == "rules":
-        return f"rule `{_cell(rule, 40)}`"
-    if layer == "gitlab":
-        return "GitLab's job fields" + (f", rule `{_cell(rule, 40)}`" if rule and rule != "none" else "")
-    if layer == "context":
-        return "inferred from " + (f"`$ {_cell(row.get('command'), 50)}`" if row.get("command")
-                                   else "the job and stage names")
-    if layer == "learned":
-        return "corrected by a person"
-    return "no rule matched"
-
-
-def _lines_cell(row: dict[str, Any], limit: int = 3) -> str:
-    """The lines that decided, then the likely failing lines: what a person should read first."""
-    shown: list[str] = []
-    numbers: set[int] = set()
-    for e in [*(row.get("evidence") or []), *(row.get("error_lines") or [])]:
-        if e["line"] in numbers or len(shown) >= limit:
-            continue
-        numbers.add(e["line"])
-        shown.append(f"L{e['line']}: `{_cell(e['text'], 100)}`")
-    if not shown:
-        return _cell(row.get("failure_reason") or "the log was empty")
-    return "<br>".join(shown)
-
-
-def render(pipe: PipelineRef, rows: list[dict[str, Any]], *, passed: bool,
-           failed_pipeline: int | None, flaky_jobs: dict[str, int],
-           flaky_tests: dict[str, int], similar: dict[str, str] | None = None,
-           fixes: dict[str, str] | None = None) -> str:
-    sha = (pipe.sha or "")[:8]
-    similar = similar or {}
-    fixes = fixes or {}
-    if passed:
-        head = (f"### ✅ Pipeline #{pipe.pipeline} passed for `{_cell(pipe.ref, 80)}` ({sha})\n\n"
-                f"It replaces failed pipeline #{failed_pipeline}; what was found there:\n")
-    else:
-        head = f"### ❌ Pipeline #{pipe.pipeline} failed for `{_cell(pipe.ref, 80)}` ({sha})\n"
-    lines = [head, "| Job | Stage | Category | Why | Lines to read first | What devops-agent did |",
-             "|---|---|---|---|---|---|"]
-    for row in rows:
-        name = _cell(row["name"], 60) + (" (flaky)" if row["name"] in flaky_jobs else "")
-        category = f"{row['category']} ({row.get('confidence', 'high')})"
-        lines.append(f"| {name} | {_cell(row.get('stage'), 30)} | {category} | {_why(row)} | "
-                     f"{_lines_cell(row)} | {_cell(row['action'], 140)} |")
-    details = []
-    for r in rows:
-        said = [f"{_line(r.get('why'), 300)}."] if r.get("why") else []
-        if similar.get(r["name"]):
-            sentence = _line(similar[r["name"]], 300)
-            said.append(sentence[:1].upper() + sentence[1:] + ".")
-        if fixes.get(r["name"]):
-            # Our own sentence (its link included), not log text: kept whole, one line.
-            said.append(_line(fixes[r["name"]], 700) + ".")
-        if r.get("next_steps") and not passed:
-            said.append(_cell(r["next_steps"], 400))
-        if said:
-            details.append(f"- **{_cell(r['name'], 60)}** ({r['category']}): " + " ".join(said))
-    if details:
-        lines += ["", "**Why, and what next**" if not passed else "**Why**", *details]
-    known_flaky = [f"`{_cell(n, 80)}` ({c}×)" for n, c in sorted(flaky_jobs.items())
-                   if any(r["name"] == n for r in rows)]
-    tests = [f"`{_cell(n, 100)}` ({c}×)" for n, c in sorted(flaky_tests.items())][:10]
-    if known_flaky:
-        lines += ["", "Flaky jobs (failed, then passed on retry for the same commit): "
-                  + ", ".join(known_flaky)]
-    if tests:
-        lines += ["", "Flaky tests in this project: " + ", ".join(tests)]
-    if not passed:
-        lines += ["", "<sub>Wrong category? Answer `/devops classify <category> [job]` and "
-                      "devops-agent will remember it for failures like this one.</sub>"]
-    lines += ["", "<sub>devops-agent edits this comment as later pipelines for this ref "
-                  "finish.</sub>"]
-    return "\n".join(lines)
-
-
-def refresh_comment(ctx: Any, pipe_fields: dict[str, Any]) -> str:
-    """Edit the failure comment of the pipeline that asked for the fix, so it links the merge
-    request; only while that pipeline is still the ref's latest and failed (a later pipeline's
-    comment says what is current)."""
-    pipe = PipelineRef(**pipe_fields)
-    store = Store(ctx.redis)
-    state = store.ref_state(pipe.project, pipe.ref)
-    if not state or state.get("pipeline") != pipe.pipeline or state.get("status") != "failed":
-        return "comment left: a later pipeline reports on this ref"
-    explain(ctx, store, pipe, passed=False)
-    return "comment refreshed"

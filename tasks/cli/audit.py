@@ -8,6 +8,8 @@ import sys
 
 import orjson
 
+from tasks.config.settings import ConfigError, load_settings
+from tasks.platform import audit
 from tasks.platform.audit import parse_since
 
 
@@ -30,8 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _store(args: argparse.Namespace):
-    from tasks.config.settings import load_settings
-    from tasks.wiring.runtime import redis_client
+    # Lazy, like Inbox below: the Redis client library loads only for the commands that read
+    # the store (every command's module is imported to register its arguments).
+    from tasks.platform.store import redis_client
 
     settings = load_settings(require_secret=False)
     if not settings.redis_url:
@@ -41,8 +44,7 @@ def _store(args: argparse.Namespace):
 
 
 def deliveries(args: argparse.Namespace) -> int:
-    from tasks.config.settings import ConfigError
-    from tasks.intake.inbox import Inbox, record_key
+    from tasks.intake.inbox import Inbox, record_key  # lazy: see _store
 
     try:
         since = parse_since(args.since)
@@ -70,9 +72,6 @@ def deliveries(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.config.settings import ConfigError
-    from tasks.platform import audit
-
     try:
         since = parse_since(args.since)
         _, client = _store(args)

@@ -12,6 +12,10 @@ from pathlib import Path
 
 from tasks.chatops.commands.help import help_text
 from tasks.chatops.core import load_commands
+from tasks.ci.rules import load_table
+from tasks.ci.rules.classifier import Classifier
+from tasks.ci.rules.corpus import evaluate, layered_classifier, load_manifest
+from tasks.ci.rules.table import CATEGORIES
 from tasks.platform.handlers import BUILTIN_MODULES, load_handlers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +42,6 @@ def block() -> str:
 
 
 def corpus_report() -> object:
-    from tasks.ci.rules import load_table
-    from tasks.ci.rules.classifier import Classifier
-    from tasks.ci.rules.corpus import evaluate, layered_classifier, load_manifest
-    from tasks.ci.rules.table import CATEGORIES
-
     return evaluate(load_manifest(CORPUS, CATEGORIES), layered_classifier(Classifier(load_table())))
 
 
@@ -51,9 +50,6 @@ def corpus_block(report: object) -> str:
 
 
 def sources() -> str:
-    from tasks.ci.rules.corpus import load_manifest
-    from tasks.ci.rules.table import CATEGORIES
-
     entries = load_manifest(CORPUS, CATEGORIES)
     lines = ["# The corpus: where each log came from", "",
              "Generated from the manifests (`python -m tasks.cli.docs --write`); the format and the",

@@ -1,4 +1,4 @@
-"""`devops-agent` command line: serve, worker, replay, classify, rules check, audit.
+"""`devops-agent` command line: serve, worker, replay, classify, rules check, audit, config check.
 
 Each command group lives in its own module with a `register(subparsers)` function; this file only
 assembles them, so a command's imports (gunicorn, kubernetes, hyperscan) load only when it runs.
@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "tasks.cli.replay",
     "tasks.ci.rules.cli",
     "tasks.cli.audit",
+    "tasks.cli.config",
 )
 
 

@@ -19,14 +19,9 @@ from typing import Any
 import orjson
 
 from tasks.config.settings import ConfigError, load_settings, signing_key_bytes
-from tasks.intake.kinds import EVENT_KINDS, kind_of
+from tasks.intake.kinds import EVENT_KINDS, HEADER_FOR_OBJECT_KIND
 from tasks.intake.signing import signature_header
 
-# object_kind in the body -> the X-Gitlab-Event GitLab sends with it
-HEADER_FOR_OBJECT_KIND = {
-    "pipeline": "Pipeline Hook", "build": "Job Hook", "merge_request": "Merge Request Hook",
-    "issue": "Issue Hook", "note": "Note Hook", "deployment": "Deployment Hook",
-}
 GITLAB_VERSION = "17.11.0"
 
 
@@ -100,6 +95,9 @@ def replay(args: argparse.Namespace) -> int:
         print(f"devops-agent: cannot read {args.payload}: {exc.strerror}", file=sys.stderr)
         return 2
     if args.dry_run:
+        # Lazy: the worker's handlers, Celery and the GitLab client load only for a dry run.
+        from tasks.cli.dry_run import dry_run
+
         return dry_run(body, args.event)
     if not args.url:
         print("devops-agent: give --url to send the payload, or --dry-run to run it here",
@@ -128,45 +126,3 @@ def replay(args: argparse.Namespace) -> int:
     print(f"{resp.status} {resp.reason} ({event}, Idempotency-Key {headers['Idempotency-Key']})")
     print(answer)
     return 0 if 200 <= resp.status < 300 else 1
-
-
-def dry_run(body: bytes, event: str | None) -> int:
-    """Run the payload through the handlers in this process, on a throwaway Redis, with every
-    write to GitLab suppressed; print each decision as one JSON line."""
-    import os
-    import tempfile
-
-    from tasks.platform.redis_server import RedisServer
-    from tasks.wiring.runtime import build_runtime
-    from tasks.worker.context import delivery_decisions
-    from tasks.worker.dispatch import process_delivery
-
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        print(f"devops-agent: payload is not valid JSON: {exc.msg}", file=sys.stderr)
-        return 2
-    object_kind = str(payload.get("object_kind")) if isinstance(payload, dict) else ""
-    event = event or HEADER_FOR_OBJECT_KIND.get(object_kind) or ""
-    kind = kind_of(event)
-    if kind is None:
-        print(f"devops-agent: cannot tell a handled event kind (got {event!r}); pass --event",
-              file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory(prefix="devops-agent-dry-run-") as tmp:
-        server = RedisServer(Path(tmp), appendonly=False).start()
-        try:
-            env = {**os.environ, "REDIS_URL": server.client_url(), "DRY_RUN": "1"}
-            settings = load_settings(env, require_secret=False)
-            rt = build_runtime(settings)
-            accepted = rt.inbox.accept(event=event, kind=kind, body=body, idempotency_key=None)
-            outcome = process_delivery(rt, accepted.delivery_id)
-            for decision in delivery_decisions(rt.redis, accepted.delivery_id):
-                print(orjson.dumps(decision, default=str).decode())
-            print(orjson.dumps({"outcome": outcome}).decode())
-        except (ConfigError, ValueError) as exc:
-            print(f"devops-agent: {exc}", file=sys.stderr)
-            return 2
-        finally:
-            server.stop()
-    return 0

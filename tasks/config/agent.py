@@ -1,35 +1,50 @@
-"""The service's YAML configuration (DEVOPS_AGENT_CONFIG): ChatOps, labels, access gates, and the
-deploy environments. Validated at start-up; every error names the file, line and field.
+"""The service's YAML configuration (DEVOPS_AGENT_CONFIG): ChatOps, labels, deploy environments
+and their access gates, pipeline fixes. Validated at start-up; every error names the file, line
+and field (`config.yaml:12: environments.staging.strategy.interval: Input should be greater
+than 0`), and every problem of a file is reported at once.
 
     chatops:
       prefix: /devops              # so `/devops deploy staging` never clashes with GitLab's own
       bot_username: devops-bot     # notes by this user are ignored (default: the token's user)
     labels:
       deploy: "deploy::{env}"      # also deploying, deployed, failed, rollback
-    access:
-      staging:    {min_access: developer}
-      production: {min_access: maintainer, require_pipeline_success: true,
-                   require_mr_approval: false, respect_freeze_periods: true,
-                   deny_windows: [{start: "fri 15:00", end: "mon 08:00", timezone: "Europe/Berlin"}]}
-    environments: {...}            # Kubernetes targets, see docs in the README
+    environments:
+      staging:
+        access: {min_access: developer}
+      production:
+        access: {min_access: maintainer, require_pipeline_success: true,
+                 require_mr_approval: false, respect_freeze_periods: true,
+                 deny_windows: [{start: "fri 15:00", end: "mon 08:00", timezone: "Europe/Berlin"}]}
+        namespace: shop            # a Kubernetes target (tasks/config/environments.py)
+        ...
     pipeline_fixes: {threshold: 3, window_days: 1, kinds: [retry, timeout]}   # CI config MRs
+
+An environment with only `access:` is one ChatOps knows (commands are gated) but nothing is
+deployed to. The top-level `access: {<env>: {...}}` of earlier releases is still read, with a
+warning naming the file and line; giving both for one environment is refused.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tasks.config.settings import ConfigError
+from tasks.config.environments import EnvironmentConfig, parse_environments
+from tasks.config.errors import ConfigError
+from tasks.config.yamlfile import MAX_CONFIG_BYTES, Document, load
+
+__all__ = ["MAX_CONFIG_BYTES", "AgentConfig", "ChatOps", "ConfigError", "DenyWindow", "EnvAccess",
+           "Labels", "PipelineFixes", "load_config"]
+
+log = logging.getLogger("devops_agent.config")
 
 ACCESS_LEVELS = {"guest": 10, "planner": 15, "reporter": 20, "developer": 30, "maintainer": 40,
                  "owner": 50}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-MAX_CONFIG_BYTES = 1024 * 1024
 _WHEN = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\s+([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -250,9 +265,13 @@ class PipelineFixes(_Model):
 class AgentConfig(_Model):
     chatops: ChatOps = Field(default_factory=ChatOps)
     labels: Labels = Field(default_factory=Labels)
+    # Per environment, from `environments.<env>.access` (or the old top-level `access:`); the
+    # defaults (staging, production) when the file gives access rules for no environment.
     access: dict[str, EnvAccess] = Field(default_factory=lambda: dict(DEFAULT_ACCESS))
     # Record each deploy as a GitLab deployment of the environment (Operate → Environments).
     gitlab_deployments: bool = False
+    # The Kubernetes targets (EnvironmentConfig, checked by parse_environments in load_config):
+    # environments with more than `access:`.
     environments: dict[str, Any] = Field(default_factory=dict)
     pipeline_fixes: PipelineFixes = Field(default_factory=PipelineFixes)
 
@@ -260,59 +279,75 @@ class AgentConfig(_Model):
         return self.access.get(env)
 
 
-def _lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
-    """Map each key path in the YAML document to its (1-based) line."""
-    out = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            out.update(_lines(value, (*path, key.value)))
-            out[(*path, key.value)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, value in enumerate(node.value):
-            out.update(_lines(value, (*path, i)))
-    return out
-
-
-def load_config(path: Path | None) -> AgentConfig:
-    """The defaults when `path` is None; else the file, validated, or ConfigError."""
+def load_config(path: Path | str | None) -> AgentConfig:
+    """The defaults when `path` is None; else the file, validated, or ConfigError listing every
+    problem as `file:line: field: what is wrong`."""
     if path is None:
         return AgentConfig()
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        node = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
-        data = yaml.safe_load(raw) if node is not None else {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if data is None:
-        data = {}
+    doc = load(path, "DEVOPS_AGENT_CONFIG")
+    data = {} if doc.data is None else doc.data
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: the top level must be a mapping")
-    lines = _lines(node) if node is not None else {}
-    envs = data.pop("environments", None) or {}
+        raise ConfigError(f"{doc.path}:1: the top level must be a mapping")
+    data = dict(data)
+    problems: list[str] = []
+    envs = data.pop("environments", None)
+    if envs is None:
+        envs = {}
+    elif not isinstance(envs, dict):
+        problems.append(f"{doc.where(['environments'])}: expected a mapping of environment names")
+        envs = {}
+    access, moved = _merge_access(doc, data.pop("access", None), envs, problems)
+    if access is not None:
+        data["access"] = access
+    config: AgentConfig | None = None
     try:
-        config = AgentConfig(**data)
+        config = AgentConfig(**{str(k): v for k, v in data.items()})
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), 1)
-            problems.append(f"{path}:{line}: {'.'.join(map(str, loc))}: {err['msg']}")
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems)) from None
-    if envs:
-        from tasks.config.environments import ConfigError as DeployConfigError
-        from tasks.config.environments import parse_environments
-
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = list(err["loc"])
+            if len(loc) > 1 and loc[0] == "access" and str(loc[1]) in moved:
+                loc = ["environments", loc[1], "access", *loc[2:]]  # where the user wrote it
+            problems.append(f"{doc.where(loc)}: {err['msg']}")
+    targets = {name: raw for name, raw in envs.items() if not (isinstance(raw, dict) and not raw)}
+    parsed: dict[str, EnvironmentConfig] = {}
+    if targets:
         try:
-            parsed = parse_environments({"environments": envs}, str(path))
-        except DeployConfigError as exc:
-            line = lines.get(("environments",), 1)
-            raise ConfigError(f"{path}:{line}: environments: {exc}") from None
-        config = config.model_copy(update={"environments": parsed})
-    return config
+            parsed = parse_environments({"environments": targets}, doc.path, doc.line)
+        except ConfigError as exc:
+            problems += [x.strip() for x in str(exc).splitlines()[1:] if x.strip()] or [str(exc)]
+    if problems or config is None:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return config.model_copy(update={"environments": parsed}) if parsed else config
+
+
+def _merge_access(doc: Document, old: Any, envs: dict[Any, Any], problems: list[str]
+                  ) -> tuple[dict[str, Any] | None, set[str]]:
+    """Take `access:` out of each environment (mutating `envs`), merge the old top-level form,
+    and return (access by environment or None for the defaults, environments given the new way)."""
+    merged: dict[str, Any] = {}
+    moved: set[str] = set()
+    for name, raw in list(envs.items()):
+        if isinstance(raw, dict) and "access" in raw:
+            raw = dict(raw)
+            merged[str(name)] = raw.pop("access")
+            moved.add(str(name))
+            envs[name] = raw
+    if old is None:
+        return (merged or None), moved
+    if not isinstance(old, dict):
+        problems.append(f"{doc.where(['access'])}: expected a mapping of environment names")
+        return (merged or None), moved
+    for name, rules in old.items():
+        key = str(name)
+        if key in moved:
+            problems.append(f"{doc.where(['environments', key, 'access'])}: also given in the "
+                            f"top-level access: (line {doc.line(['access', key])}); keep only "
+                            f"environments.{key}.access")
+            continue
+        # Users have configurations in the old form: read it for one more release, loudly.
+        log.warning("%s:%d: top-level `access:` is deprecated: move access.%s to "
+                    "environments.%s.access (the old form is read for one more release)",
+                    doc.path, doc.line(["access", key]), key, key,
+                    extra={"file": doc.path, "line": doc.line(["access", key])})
+        merged[key] = rules
+    return merged, moved

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Callable, Sequence
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tasks.config.errors import ConfigError
+
+__all__ = ["AutoDeploy", "BlueGreenStrategy", "CanaryStrategy", "ConfigError", "Credentials",
+           "EnvironmentConfig", "HealthCheck", "PrometheusCheck", "RollingStrategy",
+           "StrategyConfig", "Timings", "Verification", "fill", "parse_environments"]
+
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label (namespaces, names)
-
-
-class ConfigError(ValueError):
-    """The deploy configuration is invalid; the message names the environment and field."""
 
 
 class _Model(BaseModel):
@@ -204,8 +207,16 @@ def _check_placeholders(text: str) -> None:
         raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; known: {list(_KNOWN)}")
 
 
-def parse_environments(data: dict, source: str) -> dict[str, EnvironmentConfig]:
-    """`{"environments": {name: {...}}}` (or the inner map) -> configs; ConfigError names the field."""
+def parse_environments(data: dict, source: str,
+                       line: Callable[[Sequence[object]], int] | None = None
+                       ) -> dict[str, EnvironmentConfig]:
+    """`{"environments": {name: {...}}}` (or the inner map) -> configs; ConfigError names the field.
+
+    With `line` (a key path -> its line in `source`, tasks/config/yamlfile.py), each problem
+    starts `source:line:`; without, `source:`."""
+    def where(loc: Sequence[object]) -> str:
+        return f"{source}:{line(loc)}:" if line is not None else f"{source}:"
+
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with `environments:`")
     envs = data.get("environments", data)
@@ -215,21 +226,23 @@ def parse_environments(data: dict, source: str) -> dict[str, EnvironmentConfig]:
     problems: list[str] = []
     for name, raw in envs.items():
         if not isinstance(name, str) or not _NAME.match(name):
-            problems.append(f"{source}: environments.{name}: invalid environment name")
+            problems.append(f"{where(['environments', name])} environments.{name}: invalid "
+                            "environment name")
             continue
         if not isinstance(raw, dict):
-            problems.append(f"{source}: environments.{name}: expected a mapping")
+            problems.append(f"{where(['environments', name])} environments.{name}: expected a mapping")
             continue
         try:
             out[name] = EnvironmentConfig.model_validate({**raw, "name": name})
         except ValidationError as e:
-            for err in e.errors():
+            for err in e.errors(include_url=False):
                 parts = list(err["loc"])
                 if len(parts) > 1 and parts[0] == "strategy" and \
                         parts[1] in ("rolling", "blue_green", "canary"):
                     del parts[1]  # the discriminated union's tag, not a field the user wrote
                 loc = ".".join(str(p) for p in parts) or "(root)"
-                problems.append(f"{source}: environments.{name}.{loc}: {err['msg']}")
+                problems.append(f"{where(['environments', name, *parts])} environments.{name}.{loc}: "
+                                f"{err['msg']}")
     if problems:
         raise ConfigError("invalid deploy configuration:\n  " + "\n  ".join(problems))
     for cfg in out.values():

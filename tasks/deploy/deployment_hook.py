@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tasks.deploy import keys
 from tasks.platform.handlers import HelpRecord, handler
 
 HELP = HelpRecord(description="Records deployments GitLab reports (environment, ref, status), "
@@ -10,7 +11,7 @@ HELP = HelpRecord(description="Records deployments GitLab reports (environment, 
 
 @handler("deployment_status", kinds=("deployment",), help=HELP)
 def handle(event, ctx):
-    key = f"da:deployed:{event.project.id}:{event.environment}"
+    key = keys.gitlab_deployment(event.project.id, event.environment)
     ctx.redis.hset(key, mapping={"status": event.status, "ref": event.ref or "",
                                  "sha": event.sha or "", "deployment": event.deployment_id or 0})
     ctx.redis.expire(key, 90 * 86400)

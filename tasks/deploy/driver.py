@@ -15,14 +15,23 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
+from tasks.chatops.core import conclude, progress, reply_body
 from tasks.config.agent import AgentConfig
+from tasks.deploy import keys
+from tasks.deploy.model import DeployError, DeployNotFound
 from tasks.deploy.requests import DeployRequest, Ticket
+from tasks.deploy.revisions import describe
+from tasks.deploy.service import DeployService
+from tasks.deploy.store import DeployStore
+from tasks.deploy.verdicts import aborted_by, detail, outcome, verdict
 from tasks.engine.items import Outcome, run_item
 from tasks.gitlab.comments import upsert_comment
+from tasks.platform import metrics
 from tasks.platform.store import Store
 
 log = logging.getLogger("devops_agent.deploy")
@@ -35,11 +44,11 @@ GITLAB_DEPLOYMENT_STATUS = {"succeeded": "success", "rolled_back": "failed", "fa
 
 
 def _context_key(handle: str) -> str:
-    return f"da:deploy-ctx:{handle}"
+    return keys.context(handle)
 
 
 def _postmortem_key(deploy_id: str) -> str:
-    return f"da:deploy-postmortem:{deploy_id}"
+    return keys.postmortem(deploy_id)
 
 
 class GitLabReporter:
@@ -68,21 +77,15 @@ class GitLabReporter:
         return out
 
     def _reply(self, ctx: dict[str, Any], text: str) -> None:
-        from tasks.chatops.core import reply_body
-
         kind, iid, subject = ctx["reply_to"]
         upsert_comment(self.gitlab, Store(self.redis), ctx["project"], kind, iid, subject,
                        reply_body(ctx.get("line"), ctx.get("requested_by"), text))
 
     def _running(self, deploy_id: str) -> bool:
-        from tasks.deploy.store import DeployStore
-
         store = DeployStore(self.redis)
         return store.exists(deploy_id) and not store.load(deploy_id).terminal
 
     def progress(self, deploy: Any, text: str) -> None:
-        from tasks.chatops.core import progress
-
         for action, ctx, _ in self.parties(deploy):
             if not ctx.get("reply_to"):
                 continue
@@ -95,8 +98,6 @@ class GitLabReporter:
                        still_running=lambda: self._running(deploy.id))
 
     def verdict(self, deploy: Any, text: str) -> None:
-        from tasks.deploy.verdicts import outcome
-
         for action, ctx, _ in self.parties(deploy):
             if action == "deploy" and deploy.kind == "deploy":
                 self._each(self._record_deployment, ctx, outcome(deploy, action))
@@ -104,9 +105,6 @@ class GitLabReporter:
 
     def tell(self, deploy: Any, action: str, ctx: dict[str, Any]) -> None:
         """One request's verdict, from the record that carried it out."""
-        from tasks.chatops.core import conclude
-        from tasks.deploy.verdicts import aborted_by, detail, outcome, verdict
-
         result = outcome(deploy, action)
         if result is None or not ctx.get("reply_to"):
             return
@@ -139,13 +137,13 @@ class GitLabReporter:
     def postmortem(self, deploy: Any, title: str, body: str) -> None:
         ctx = self._ctx(deploy.handle or deploy.id) or {}
         project = ctx.get("project") or deploy.project
-        store = Store(self.redis)
-        if not store.once(f"postmortem:{deploy.id}"):
+        store = DeployStore(self.redis)
+        if not store.claim_postmortem(deploy.id):
             return
         try:
             issue = self.gitlab.create_issue(project, title, body, ["devops-agent:postmortem"])
         except Exception:
-            store.forget(f"postmortem:{deploy.id}")
+            store.unclaim_postmortem(deploy.id)
             raise
         self.redis.set(_postmortem_key(deploy.id), str(issue.get("iid")), ex=CONTEXT_TTL)
         if ctx.get("reply_to"):  # the verdict again, now with the post-mortem's number
@@ -161,8 +159,6 @@ class KubeDeployer:
 
     def service(self) -> Any:
         """One per process: its Kubernetes clients (connection pools) serve every step."""
-        from tasks.deploy.service import DeployService
-
         if self._service is None:
             reporter = GitLabReporter(self.rt.adapter("gitlab"), self.redis, self.config)
             # The step lock lapses with the engine's lease: a step of a killed worker runs
@@ -174,8 +170,6 @@ class KubeDeployer:
 
     # -- what the gates ask: which SHAs this environment ran and verified -----------------------
     def _history(self, project: int, env: str, limit: int = 50) -> list[Any]:
-        from tasks.deploy.store import DeployStore
-
         return DeployStore(self.redis).history(str(project), env, limit)
 
     def succeeded_shas(self, project: int, env: str, limit: int = 50) -> list[str]:
@@ -191,8 +185,6 @@ class KubeDeployer:
 
     def active(self, deploy_id: str) -> bool:
         """Whether the deploy (or rollback) still runs or waits for a human."""
-        from tasks.deploy.store import DeployStore
-
         store = DeployStore(self.redis)
         return store.exists(deploy_id) and not store.load(deploy_id).terminal
 
@@ -202,7 +194,7 @@ class KubeDeployer:
         if self.rt.settings.dry_run:
             return Ticket("refused", f"DRY_RUN is set: the {request.action} of `{request.env}` "
                                      f"({(request.sha or '')[:8] or 'no SHA'}) was not sent to the cluster")
-        seen_key = f"da:deploy-by-request:{request.request_id}"
+        seen_key = keys.request(request.request_id)
         # Claim the request before starting it: two workers with the same command both read
         # "not seen" otherwise, and the second would start (or be refused) a second deploy.
         if not self.redis.set(seen_key, "starting", nx=True, ex=CONTEXT_TTL):
@@ -217,9 +209,6 @@ class KubeDeployer:
             raise
 
     def _start(self, request: DeployRequest, seen_key: str) -> Ticket:
-        from tasks.deploy.model import DeployError, RollbackRequest
-        from tasks.deploy.model import DeployRequest as KubeDeploy
-
         svc = self.service()
         handle = request.request_id or f"request:{uuid.uuid4().hex}"
         context = {"project": request.project, "reply_to": request.reply_to,
@@ -228,18 +217,13 @@ class KubeDeployer:
         # The context exists before any record names its handle: a worker stepping the deploy
         # in another process can report to it from the first step on.
         self.redis.set(_context_key(handle), orjson.dumps(context), ex=CONTEXT_TTL)
+        # The same request goes on to the service, now naming whom to tell.
+        request = replace(request, handle=handle)
         try:
             if request.action == "deploy":
-                deploy_id = svc.start(KubeDeploy(project=str(request.project), env=request.env,
-                                                 sha=request.sha or "", ref=request.ref or "",
-                                                 requested_by=request.requested_by or "",
-                                                 handle=handle))
+                deploy_id = svc.start(request)
             elif request.action == "rollback":
-                revision = int(request.revision) if request.revision else None
-                deploy_id = svc.rollback(RollbackRequest(
-                    project=str(request.project), env=request.env,
-                    requested_by=request.requested_by or "", revision=revision,
-                    reason=request.reason or "", handle=handle, force=request.reason is not None))
+                deploy_id = svc.rollback(request)
             else:
                 deploy_id = svc.promote(request.env, project=str(request.project),
                                         by=request.requested_by or "", handle=handle)
@@ -255,29 +239,27 @@ class KubeDeployer:
             self.redis.set(_context_key(handle), orjson.dumps(context), ex=CONTEXT_TTL)
         self.rt.schedule.add(step_member(deploy_id), send_now=True)
         if rec.kind == "deploy" and request.action == "rollback":
-            detail = (f"deploy `{deploy_id}` of {rec.image} by @{rec.requested_by} was asked to "
+            said = (f"deploy `{deploy_id}` of {rec.image} by @{rec.requested_by} was asked to "
                       "abort; undoing it is this rollback")
         elif request.action == "promote":
-            detail = f"deploy `{deploy_id}` of {rec.image} by @{rec.requested_by} was told to go on"
+            said = f"deploy `{deploy_id}` of {rec.image} by @{rec.requested_by} was told to go on"
         else:
             target = rec.data.get("target") or {}
             to = (f" to revision {target['revision']} ({target['image']})" if target.get("revision")
                   else f" to {target['color']} ({target['image']})" if target.get("color") else "")
-            detail = f"{request.action} `{deploy_id}`{to} started"
+            said = f"{request.action} `{deploy_id}`{to} started"
             if target.get("failed"):
-                detail += f", forced: {target['failed']}"
-        return Ticket("queued", detail, deploy_id)
+                said += f", forced: {target['failed']}"
+        return Ticket("queued", said, deploy_id)
 
     def status(self, project: int, env: str) -> dict[str, Any]:
         """What runs in `env` (read from the cluster), the deploy in progress, its revisions."""
-        from tasks.deploy.service import _describe
-
         svc = self.service()
         st = svc.status(env, project=str(project))
         out: dict[str, Any] = {"env": env, "locked_by": st.locked_by, "live": st.live,
                                "active": _summary(st.active), "last": _summary(st.last)}
         try:
-            out["revisions"] = [_describe(r) for r in svc.revisions(env, project=str(project))]
+            out["revisions"] = [describe(r) for r in svc.revisions(env, project=str(project))]
         except Exception as exc:  # noqa: BLE001 - status only reads; it answers whatever it can
             out["revisions"] = []
             out["revisions_error"] = str(exc)
@@ -299,8 +281,6 @@ def step_member(deploy_id: str) -> str:
 def advance_once(deployer: KubeDeployer, deploy_id: str) -> Outcome:
     """One short step of a deploy, as the engine's work: run again after the step's wait, or
     finished (the deploy's own record says how)."""
-    from tasks.deploy.model import DeployNotFound
-
     try:
         step = deployer.service().advance(deploy_id)
     except DeployNotFound:
@@ -316,8 +296,6 @@ def advance_once(deployer: KubeDeployer, deploy_id: str) -> Outcome:
 def advance_deploy(rt: Any, deploy_id: str) -> str:
     """The engine's `s:<deploy id>` item: every step under a lease, so a worker killed mid-step
     is followed by another within the lease's lifetime, and never two steps at once."""
-    from tasks.platform import metrics
-
     deployer = rt.adapter("deployer")
     if not isinstance(deployer, KubeDeployer):
         log.warning("a deploy step without Kubernetes environments configured")

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
+from croniter import croniter
 
+from tasks.chatops.parse import parse_note
 from tasks.config.agent import ACCESS_LEVELS, DAYS, DenyWindow, EnvAccess
+from tasks.deploy.model import EnvironmentLocked
+from tasks.deploy.store import DeployStore
 
 ACCESS_CACHE_SECONDS = 60
 LEVEL_NAMES = {v: k.capitalize() for k, v in ACCESS_LEVELS.items()}
@@ -51,8 +54,6 @@ def check_access(level: int, needed: int, env: str) -> Gate:
 
 def freeze_gate(periods: list[dict[str, Any]], now: dt.datetime) -> Gate:
     """GitLab deploy freezes: inside when the last start is more recent than the last end."""
-    from croniter import croniter
-
     for period in periods:
         tz = ZoneInfo(period.get("cron_timezone") or "UTC")
         # croniter's get_prev is strictly before its base: nudge the base so that a boundary
@@ -178,8 +179,6 @@ def approval_gate(gitlab: Any, redis: Any, access: EnvAccess, *, project: int, e
         left = approvals.get("approvals_left")
         return Gate("approval", False, f"!{noteable.iid} is not approved yet"
                                        + (f" ({left} approvals left)" if left else ""))
-    from tasks.chatops.parse import parse_note
-
     approvers = set()
     for note in gitlab.list_notes(project, "issue", noteable.iid):
         author = (note.get("author") or {})
@@ -238,19 +237,16 @@ def small_changes_gate(gitlab: Any, history: Any, project: int, env: str, checke
     return Gate("small_changes", True, f"{count} commit(s) since the last deploy")
 
 
-def env_lock_key(project: int, env: str) -> str:
-    return f"da:envlock:{project}:{env}"
-
-
 def lock_gate(redis: Any, project: int, env: str, username: str | None) -> Gate:
-    raw = redis.get(env_lock_key(project, env))
-    if raw is None:
+    """The manual lock (`/devops lock`). A deploy in progress is the service's to refuse
+    (DeployLocked): the gates pass, and the refusal names that deploy."""
+    manual = DeployStore(redis).manual_lock(project, env)
+    if manual is None:
         return Gate("lock", True, f"{env} is not locked")
-    held = orjson.loads(raw)
-    if held.get("user") == username:
+    hold = manual[1]
+    if hold.by == (username or ""):
         return Gate("lock", True, f"{env} is locked by you")
-    return Gate("lock", False, f"{env} is locked by @{held.get('user')}: {held.get('reason')}. "
-                               f"Ask them to `unlock {env}`.")
+    return Gate("lock", False, str(EnvironmentLocked(env, hold)))
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 Everything it returns is plain JSON-shaped dicts (camelCase keys, as the API server sends them),
 so the deploy code and its tests never handle the client's model classes. Errors become the typed
-`KubeError` family below. The client is imported lazily: it costs 0.3 s and the web process never
-needs it.
+`KubeError` family below. The client is imported lazily, in `_kubernetes` alone: it costs 0.3 s
+and the web process never needs it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
+
+
+def _kubernetes() -> Any:
+    """The `kubernetes` package with its `client` and `config` modules, imported on first use.
+    The only import that stays inside a function in tasks/deploy: importing the client costs
+    0.3 s, and the web process (which imports this package's models) never talks to a cluster."""
+    import kubernetes.client
+    import kubernetes.config
+
+    return kubernetes
 
 _insecure_hosts: set[str] = set()
 _insecure_lock = threading.Lock()
@@ -102,8 +112,7 @@ class Kube:
     """Deployments, ReplicaSets, Pods and Services in one cluster, as dicts."""
 
     def __init__(self, configuration: Any, *, request_timeout: float = 10.0) -> None:
-        from kubernetes import client  # lazy: see the module docstring
-
+        client = _kubernetes().client
         self._client = client
         self._api_client = client.ApiClient(configuration)
         self.apps = client.AppsV1Api(self._api_client)
@@ -115,9 +124,7 @@ class Kube:
     def from_host(cls, host: str, *, token: str | None = None, verify_ssl: bool = True,
                   ca_cert: str | None = None, request_timeout: float = 10.0) -> Kube:
         """Talk to an explicit API server URL (tests point this at the fake)."""
-        from kubernetes import client
-
-        cfg = client.Configuration(host=host)
+        cfg = _kubernetes().client.Configuration(host=host)
         cfg.verify_ssl = verify_ssl
         if not verify_ssl:
             insecure_host(host)
@@ -132,8 +139,7 @@ class Kube:
     @classmethod
     def in_cluster(cls, *, request_timeout: float = 10.0) -> Kube:
         """The pod's service account (token + CA mounted under /var/run/secrets)."""
-        from kubernetes import client, config
-
+        client, config = _kubernetes().client, _kubernetes().config
         cfg = client.Configuration()
         try:
             config.load_incluster_config(client_configuration=cfg)
@@ -145,8 +151,7 @@ class Kube:
     def from_kubeconfig(cls, path: str, *, context: str | None = None,
                         request_timeout: float = 10.0) -> Kube:
         """A kubeconfig file, typically a mounted secret."""
-        from kubernetes import client, config
-
+        client, config = _kubernetes().client, _kubernetes().config
         cfg = client.Configuration()
         try:
             config.load_kube_config(config_file=path, context=context, client_configuration=cfg,

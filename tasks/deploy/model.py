@@ -1,10 +1,13 @@
-"""Deploy records, steps, requests, errors and the Reporter protocol."""
+"""Deploy records, steps, holds (locks), errors and the Reporter protocol.
+
+What is asked of the service is tasks/deploy/requests.py's `DeployRequest`."""
 
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 StepKind = Literal["wait", "paused", "succeeded", "failed", "rolled_back"]
@@ -45,33 +48,32 @@ class Step:
 
 
 @dataclass(frozen=True)
-class DeployRequest:
-    project: str
-    env: str
-    sha: str
-    requested_by: str
-    ref: str = ""
-    image: str | None = None  # overrides the environment's image template
-    # Who to tell about it: opaque to the service, stored on the record for the Reporter
-    # (ChatOps keeps the command's reply under it).
-    handle: str = ""
+class Hold:
+    """One reason an environment is held. Two kinds exist side by side: a `/devops lock`
+    (`manual`: who, since when, why; only `unlock` releases it) and a deploy or rollback in
+    progress (`deploy`: who asked, since when, its phase; released when it ends)."""
 
+    kind: Literal["manual", "deploy"]
+    by: str
+    since: float
+    reason: str = ""       # manual: the lock's reason; deploy: its pause or terminal reason
+    deploy_id: str = ""
+    deploy_kind: str = ""  # deploy | rollback
+    phase: str = ""
+    status: str = ""       # running | paused (a lock of a finished record is about to go)
 
-@dataclass(frozen=True)
-class RollbackRequest:
-    project: str
-    env: str
-    requested_by: str
-    revision: int | None = None  # None: the revision before the live one
-    reason: str = ""
-    handle: str = ""
-    # Go back even to a revision whose deploy here failed its checks (otherwise refused).
-    force: bool = False
+    def describe(self) -> str:
+        """For a person: `@bob since 2024-05-01 12:00 UTC: db migration`."""
+        when = datetime.fromtimestamp(self.since, UTC).strftime("%Y-%m-%d %H:%M UTC") if self.since else "?"
+        if self.kind == "manual":
+            return f"🔒 @{self.by}: {self.reason} (locked since {when})"
+        state = f"paused: {self.reason}" if self.status == "paused" else f"phase `{self.phase}`"
+        return f"{self.deploy_kind or 'deploy'} `{self.deploy_id}` by @{self.by} since {when}, {state}"
 
 
 @dataclass
 class DeployRecord:
-    """The persisted state machine (Redis `deploy:<id>`, JSON)."""
+    """The persisted state machine (Redis `da:deploy:record:<id>`, JSON; tasks/deploy/keys.py)."""
 
     id: str
     kind: Literal["deploy", "rollback"]
@@ -136,6 +138,7 @@ class EnvStatus:
     active: DeployRecord | None
     last: DeployRecord | None
     live: dict[str, Any]   # what runs now: image, revision, ready/desired replicas (+ colour/canary)
+    holds: list[Hold] = field(default_factory=list)  # the manual lock and the deploy, if any
 
 
 class DeployError(Exception):
@@ -148,6 +151,16 @@ class DeployLocked(DeployError):
         what = f" ({holder.kind} of {holder.image or 'revision ' + str(holder.revision)})" if holder else ""
         super().__init__(f"{env} is locked by {holder_id}{what}{who}; wait for it, or promote/roll it back")
         self.env, self.holder_id, self.holder = env, holder_id, holder
+
+
+class EnvironmentLocked(DeployError):
+    """Someone locked the environment by hand (`/devops lock`): nothing starts until `unlock`."""
+
+    def __init__(self, env: str, hold: Hold) -> None:
+        super().__init__(f"{env} is locked by @{hold.by}: {hold.reason} (since "
+                         f"{datetime.fromtimestamp(hold.since, UTC):%Y-%m-%d %H:%M} UTC). "
+                         f"Ask them to `unlock {env}`.")
+        self.env, self.hold = env, hold
 
 
 class DeployNotFound(DeployError):

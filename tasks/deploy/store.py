@@ -1,10 +1,16 @@
-"""Redis persistence for deploys: records, the per-environment lock, the per-deploy mutex.
+"""Redis persistence for deploys: records, what holds an environment, the per-deploy mutex.
 
-Keys: `deploy:<id>` (JSON record), `deploy-lock:<project>:<env>` (holder deploy id, with a TTL
-so a crashed worker cannot hold an environment forever; every `advance` extends it),
-`deploy-advance:<id>` (the step lock: two workers, or a step and a rollback/promote request,
+Every key is under `da:deploy:` (the whole table, and the start-up move of the old keys, are in
+tasks/deploy/keys.py). An environment is held for one of two reasons, both read by `holds`:
+
+- a deploy or rollback in progress: `da:deploy:lock:<project>:<env>` names it, with a TTL so a
+  crashed worker cannot hold an environment forever (every `advance` extends it);
+- a person's `/devops lock`: `da:deploy:manual-lock:<project>:<env>` (who, why, since when),
+  without a TTL; only `unlock` releases it, never the end of a deploy.
+
+`da:deploy:step:<id>` is the step lock: two workers, or a step and a rollback/promote request,
 never touch the same deploy's record at once; renewed while its holder lives, so a killed holder
-lets go within its TTL), `deploy-last:<project>:<env>` and `deploy-history:...`.
+lets go within its TTL. `da:deploy:last:` and `da:deploy:history:` list finished records.
 """
 
 from __future__ import annotations
@@ -12,12 +18,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
+import orjson
 import redis as redis_lib
 
-from tasks.deploy.model import DeployNotFound, DeployRecord
+from tasks.deploy import keys
+from tasks.deploy.model import DeployNotFound, DeployRecord, Hold
+from tasks.engine.schedule import Lease
+from tasks.platform.store import Busy
 
 # compare-and-delete / compare-and-extend: only the holder may release or extend
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -32,6 +43,10 @@ return 0
 
 RECORD_TTL = 30 * 24 * 3600  # keep finished deploys a month for status and post-mortems
 HISTORY = 50
+# Delete the manual lock only if it is still the one that was read: someone may have unlocked
+# and re-locked it in between.
+_DELETE_IF_SAME = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                   "return redis.call('DEL', KEYS[1]) end return 0")
 
 log = logging.getLogger(__name__)
 
@@ -44,40 +59,40 @@ class DeployStore:
 
     @staticmethod
     def lock_key(project: str, env: str) -> str:
-        return f"deploy-lock:{project}:{env}"
+        return keys.env_lock(project, env)
 
     # ----- records
     def save(self, rec: DeployRecord) -> None:
-        self.r.set(f"deploy:{rec.id}", rec.to_json(), ex=RECORD_TTL)
+        self.r.set(keys.record(rec.id), rec.to_json(), ex=RECORD_TTL)
 
     def load(self, deploy_id: str) -> DeployRecord:
-        raw = self.r.get(f"deploy:{deploy_id}")
+        raw = self.r.get(keys.record(deploy_id))
         if raw is None:
             raise DeployNotFound(f"no deploy {deploy_id!r}")
         return DeployRecord.from_json(raw)
 
     def exists(self, deploy_id: str) -> bool:
-        return bool(self.r.exists(f"deploy:{deploy_id}"))
+        return bool(self.r.exists(keys.record(deploy_id)))
 
     def delete(self, deploy_id: str) -> None:
-        self.r.delete(f"deploy:{deploy_id}")
+        self.r.delete(keys.record(deploy_id))
 
     def finished(self, rec: DeployRecord) -> None:
         pipe = self.r.pipeline()
-        pipe.set(f"deploy-last:{rec.project}:{rec.env}", rec.id, ex=RECORD_TTL)
-        pipe.lpush(f"deploy-history:{rec.project}:{rec.env}", rec.id)
-        pipe.ltrim(f"deploy-history:{rec.project}:{rec.env}", 0, HISTORY - 1)
+        pipe.set(keys.last(rec.project, rec.env), rec.id, ex=RECORD_TTL)
+        pipe.lpush(keys.history(rec.project, rec.env), rec.id)
+        pipe.ltrim(keys.history(rec.project, rec.env), 0, HISTORY - 1)
         pipe.execute()
 
     def last_id(self, project: str, env: str) -> str | None:
-        raw = self.r.get(f"deploy-last:{project}:{env}")
+        raw = self.r.get(keys.last(project, env))
         return _text(raw) if raw else None
 
     def history(self, project: str, env: str, limit: int = HISTORY) -> list[DeployRecord]:
         """Finished deploys and rollbacks of the environment, newest first."""
         out = []
-        for raw_id in self.r.lrange(f"deploy-history:{project}:{env}", 0, limit - 1):
-            raw = self.r.get(f"deploy:{_text(raw_id)}")
+        for raw_id in self.r.lrange(keys.history(project, env), 0, limit - 1):
+            raw = self.r.get(keys.record(_text(raw_id)))
             if raw is not None:
                 out.append(DeployRecord.from_json(raw))
         return out
@@ -100,22 +115,88 @@ class DeployStore:
     def holders_for_env(self, env: str) -> dict[str, str]:
         """project -> holder id, for every project locking `env` (few keys: SCAN is fine)."""
         out: dict[str, str] = {}
-        for key in self.r.scan_iter(match=f"deploy-lock:*:{env}", count=100):
+        prefix = keys.env_lock("", "")[:-2]  # `da:deploy:lock`
+        for key in self.r.scan_iter(match=f"{prefix}:*:{env}", count=100):
             k = _text(key)
             value = self.r.get(k)
             if value:
-                out[k.split(":")[1]] = _text(value)
+                out[k[len(prefix) + 1:].rsplit(":", 1)[0]] = _text(value)
         return out
+
+    # ----- the manual lock (`/devops lock`)
+    def lock_manually(self, project: str | int, env: str, user: str, reason: str,
+                      at: float) -> bool:
+        """Take the manual lock; False if someone (maybe `user`) holds it already."""
+        entry = {"user": user, "reason": reason, "at": at}
+        return bool(self.r.set(keys.manual_lock(project, env), orjson.dumps(entry), nx=True))
+
+    def manual_lock(self, project: str | int, env: str) -> tuple[bytes, Hold] | None:
+        """The manual lock as stored (for `unlock_manually`) and as a Hold, or None."""
+        raw = self.r.get(keys.manual_lock(project, env))
+        if raw is None:
+            return None
+        held = orjson.loads(raw)
+        raw = raw if isinstance(raw, bytes) else raw.encode()
+        return raw, Hold("manual", by=str(held.get("user") or ""), since=float(held.get("at") or 0),
+                         reason=str(held.get("reason") or ""))
+
+    def unlock_manually(self, project: str | int, env: str, seen: bytes) -> bool:
+        """Release the manual lock if it still is `seen`; a deploy's lock is never touched."""
+        return bool(self.r.eval(_DELETE_IF_SAME, 1, keys.manual_lock(project, env), seen))
+
+    def holds(self, project: str | int, env: str) -> list[Hold]:
+        """Why the environment is held: its manual lock, then the deploy holding it, if any."""
+        out = []
+        manual = self.manual_lock(project, env)
+        if manual is not None:
+            out.append(manual[1])
+        holder = self.holder(str(project), env)
+        if holder:
+            try:
+                rec = self.load(holder)
+            except DeployNotFound:  # a lock whose record expired: still a hold, until its TTL
+                out.append(Hold("deploy", by="?", since=0.0, deploy_id=holder))
+            else:
+                out.append(Hold("deploy", by=rec.requested_by, since=rec.created_at,
+                                reason=rec.reason, deploy_id=rec.id, deploy_kind=rec.kind,
+                                phase=rec.phase, status=rec.status))
+        return out
+
+    # ----- what one issue shows of an environment
+    @contextlib.contextmanager
+    def reply_lock(self, project: str | int, kind: str, iid: int, env: str, *, ttl: float = 10.0,
+                   wait: float = 30.0) -> Iterator[None]:
+        """Serialises what one issue or MR shows about one environment (its replies' state and
+        its status label): news written late never overwrites a verdict written meanwhile.
+        Renewed while held, like every lease; raises Busy (retried later) after `wait`."""
+        lease = Lease(self.r, "", ttl)
+        lease.key = keys.reply_lock(project, kind, iid, env)  # deploy state: under da:deploy:
+        deadline = time.monotonic() + wait
+        while not lease.acquire():
+            if time.monotonic() > deadline:
+                raise Busy(f"the replies of {kind} {iid} about {env} are busy")
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            lease.release()
+
+    def claim_postmortem(self, deploy_id: str) -> bool:
+        """True once per deploy: the post-mortem is filed once, however often it is reported."""
+        return bool(self.r.set(keys.postmortem_claim(deploy_id), 1, nx=True, ex=RECORD_TTL))
+
+    def unclaim_postmortem(self, deploy_id: str) -> None:
+        self.r.delete(keys.postmortem_claim(deploy_id))
 
     # ----- the per-deploy step lock
     def step_mutex(self, deploy_id: str, ttl: float) -> str | None:
         token = uuid.uuid4().hex
-        if self.r.set(f"deploy-advance:{deploy_id}", token, nx=True, px=int(ttl * 1000)):
+        if self.r.set(keys.step(deploy_id), token, nx=True, px=int(ttl * 1000)):
             return token
         return None
 
     def step_done(self, deploy_id: str, token: str) -> None:
-        self._release(keys=[f"deploy-advance:{deploy_id}"], args=[token])
+        self._release(keys=[keys.step(deploy_id)], args=[token])
 
     @contextlib.contextmanager
     def step_lock(self, deploy_id: str, ttl: float) -> Iterator[bool]:
@@ -126,7 +207,7 @@ class DeployStore:
         if token is None:
             yield False
             return
-        key, ms = f"deploy-advance:{deploy_id}", max(100, int(ttl * 1000))
+        key, ms = keys.step(deploy_id), max(100, int(ttl * 1000))
         stop = threading.Event()
 
         def renew() -> None:

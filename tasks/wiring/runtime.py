@@ -21,7 +21,10 @@ from tasks.engine.schedule import Schedule
 from tasks.intake.inbox import Inbox
 from tasks.platform import metrics
 from tasks.platform.handlers import Registry, load_handlers
+from tasks.platform.store import redis_client
+from tasks.wiring.adapters import default_factories
 from tasks.worker.context import HandlerContext
+from tasks.worker.jobs import job_member
 
 log = logging.getLogger("devops_agent.runtime")
 
@@ -55,17 +58,13 @@ class Runtime:
     def enqueue_job(self, task_name: str, kwargs: dict[str, Any], key: str | None = None) -> bool:
         """A follow-on job through the engine, keyed by what it acts on (`key`, else its
         arguments): asked for twice, it runs once. Returns whether it was new."""
-        from tasks.worker.jobs import job_member
-
         return self.schedule.add_new(job_member(task_name, kwargs, key), fields={
             "task": task_name, "kwargs": orjson.dumps(kwargs, default=str)})
 
     def metrics_event(self, kind: str, outcome: str) -> None:
-
         metrics.EVENTS_PROCESSED.labels(kind=kind, outcome=outcome).inc()
 
     def metrics_error(self, kind: str, error_kind: str) -> None:
-
         metrics.WORK_ERRORS.labels(kind=kind, error=error_kind).inc()
 
 
@@ -83,12 +82,6 @@ class LazyContext(HandlerContext):
         return value
 
 
-def redis_client(url: str) -> redis.Redis:
-    url = url.replace("redis+socket://", "unix://")
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
-                                health_check_interval=30)
-
-
 def build_runtime(settings: Settings, factories: dict[str, Callable[[Runtime], Any]] | None = None
                   ) -> Runtime:
     if not settings.redis_url:
@@ -102,8 +95,6 @@ def build_runtime(settings: Settings, factories: dict[str, Callable[[Runtime], A
     schedule = Schedule(client, queue=settings.task_queue,
                         lost_after=settings.redeliver_after_seconds,
                         lease_ttl=settings.task_lease_seconds)
-    from tasks.wiring.adapters import default_factories
-
     return Runtime(settings=settings, redis=client, inbox=inbox, registry=registry,
                    schedule=schedule,
                    factories={**default_factories(), **(factories or {})})

@@ -1,3 +1,3 @@
-"""The Celery app, its broker transport, and the thin task shells (ids in, state re-fetched)
-that dispatch to the features.
+"""The Celery app, its broker transport, the thin task shells (ids in, state re-fetched) that
+dispatch to the features, and how a worker process starts (start.py).
 """

@@ -6,21 +6,27 @@ imports this module (it publishes the task message itself, see tasks/intake/inbo
 
 from __future__ import annotations
 
-import os
-
 from celery import Celery
 
+from tasks.config.settings import load_settings
 from tasks.intake.inbox import TASK_NAME
 from tasks.worker.transport import broker_url_for
 
 app = Celery("devops_agent", include=["tasks.worker.shells"])
 
 
-def configure(broker_url: str | None = None, queue: str | None = None) -> Celery:
-    broker = broker_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+def configure(broker_url: str | None = None, queue: str | None = None,
+              visibility_timeout: int | None = None) -> Celery:
+    if broker_url is None or queue is None or visibility_timeout is None:
+        # `celery -A tasks.worker.celery_app` (and the import below) has only the environment.
+        settings = load_settings(require_secret=False)
+        broker_url = broker_url or settings.redis_url
+        queue = queue or settings.task_queue
+        visibility_timeout = visibility_timeout or settings.visibility_timeout_seconds
+    broker = broker_url or "redis://127.0.0.1:6379/0"
     # redis-py spells a unix socket unix://, kombu redis+socket://
     broker = broker.replace("unix://", "redis+socket://", 1) if broker.startswith("unix://") else broker
-    queue = queue or os.environ.get("TASK_QUEUE") or "devops-agent"
+    queue = queue or "devops-agent"
     broker, transport = broker_url_for(broker)
     app.conf.update(
         broker_url=broker,
@@ -39,8 +45,7 @@ def configure(broker_url: str | None = None, queue: str | None = None) -> Celery
         broker_connection_retry_on_startup=True,
         # The inbox reaper redelivers within seconds; this is only the backstop for messages in
         # kombu's unacked set, and must exceed the longest task (long waits re-schedule instead).
-        broker_transport_options={"visibility_timeout": int(os.environ.get(
-            "VISIBILITY_TIMEOUT_SECONDS", "300"))},
+        broker_transport_options={"visibility_timeout": visibility_timeout},
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,

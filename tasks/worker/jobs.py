@@ -13,7 +13,7 @@ import orjson
 
 from tasks.ci.fix_issue import fix_build
 from tasks.ci.pipeline_fix.mr import propose
-from tasks.ci.triage import refresh_comment
+from tasks.ci.report import refresh_comment
 from tasks.engine.items import Outcome, run_item
 from tasks.platform import metrics
 from tasks.platform.store import Store

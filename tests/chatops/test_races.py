@@ -6,7 +6,8 @@ import threading
 
 import orjson
 
-from tasks.deploy.gates import env_lock_key
+from tasks.deploy import keys
+from tasks.deploy.store import DeployStore
 
 
 def _both(first, second) -> None:
@@ -24,22 +25,21 @@ def _both(first, second) -> None:
 
 
 def test_unlock_never_deletes_a_lock_taken_after_it_looked(redis_client):
-    from tasks.chatops.commands.lock import _DELETE_IF_SAME
-
-    key = env_lock_key(15, "production")
+    key = keys.manual_lock(15, "production")
     old = orjson.dumps({"user": "alice", "reason": "db"})
     redis_client.set(key, old)
     seen = redis_client.get(key)  # unlock read this
     new = orjson.dumps({"user": "bob", "reason": "release"})
     redis_client.set(key, new)  # bob unlocked and re-locked meanwhile
-    assert redis_client.eval(_DELETE_IF_SAME, 1, key, seen) == 0
+    assert DeployStore(redis_client).unlock_manually(15, "production", seen) is False
     assert redis_client.get(key) == new
 
 
 def test_an_abort_is_never_lost_to_a_concurrent_step(redis_client):
     """advance() loads, works, saves under the step mutex; rollback() writes the abort flag
     under the same mutex, so whichever comes second sees the other's write."""
-    from tasks.deploy.model import DeployRecord, RollbackRequest
+    from tasks.deploy.model import DeployRecord
+    from tasks.deploy.requests import DeployRequest
     from tasks.deploy.service import DeployService
     from tasks.deploy.store import DeployStore
 
@@ -66,7 +66,7 @@ def test_an_abort_is_never_lost_to_a_concurrent_step(redis_client):
             finally:
                 store.step_done(rec.id, token)
 
-        _both(step, lambda: svc.rollback(RollbackRequest(project="15", env="staging",
+        _both(step, lambda: svc.rollback(DeployRequest(action="rollback", project="15", env="staging",
                                                          requested_by="bob")))
         assert store.load(rec.id).abort_requested.startswith("rollback requested by bob")
         store.release("15", "staging", rec.id)

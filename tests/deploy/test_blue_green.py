@@ -7,10 +7,14 @@ import time
 
 import pytest
 
-from tasks.deploy.model import DeployRequest, RollbackRequest
+from tasks.deploy.requests import DeployRequest
 from tests.deploy.conftest import NS, drive, env_config
 
 V1 = "registry.example.com/shop/web:v1"
+
+
+def rollback_request(**fields) -> DeployRequest:
+    return DeployRequest(action="rollback", project="42", env="staging", **fields)
 
 
 @pytest.fixture
@@ -55,7 +59,7 @@ def test_switches_after_idle_colour_passes(cluster, web, reporter, make_service)
     assert service.status("staging").live["color"] == "green"
 
     # instant rollback: flip back to blue, which still runs v1
-    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob"))
+    rb = service.rollback(rollback_request(requested_by="bob"))
     assert drive(service, rb).kind == "rolled_back"
     assert selector(cluster)["color"] == "blue"
 
@@ -114,7 +118,7 @@ def test_rollback_while_paused_drops_the_idle_colour(cluster, web, make_service)
     service = make_service(bg_config(cluster, web, switch_traffic="manual"))
     deploy_id = service.start(request())
     assert drive(service, deploy_id).kind == "paused"
-    assert service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob")) == deploy_id
+    assert service.rollback(rollback_request(requested_by="bob")) == deploy_id
     assert drive(service, deploy_id).kind == "rolled_back"
     assert selector(cluster)["color"] == "blue" and image(cluster, "web-green")[1] == 0
 
@@ -167,7 +171,7 @@ def test_named_revision_is_refused_for_blue_green(cluster, web, make_service):
     from tasks.deploy.model import DeployError
     service = make_service(bg_config(cluster, web))
     with pytest.raises(DeployError, match="other colour"):
-        service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob", revision=2))
+        service.rollback(rollback_request(requested_by="bob", revision=2))
 
 
 def _ready(fake, name):
@@ -207,7 +211,7 @@ def test_manual_rollback_brings_the_other_colour_to_the_live_size(cluster, web, 
     seen = {}
     cluster.on_write(lambda fake, plural, ns, name: seen.setdefault("back", _ready(fake, "web-blue"))
                      if (plural, name) == ("services", "web") else None)
-    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob"))
+    rb = service.rollback(rollback_request(requested_by="bob"))
     assert drive(service, rb).kind == "rolled_back"
     assert seen["back"] == (3, 3) and selector(cluster)["color"] == "blue"
 
@@ -221,5 +225,5 @@ def test_rollback_to_the_colour_that_failed_needs_force(cluster, web, make_servi
     assert selector(cluster)["color"] == "blue"  # green still runs v2, which failed after the switch
     with pytest.raises(DeployError, match=r"green runs registry.example.com/shop/web:v2, which failed "
                                           r"its checks here .*--force"):
-        service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob"))
+        service.rollback(rollback_request(requested_by="bob"))
     assert selector(cluster)["color"] == "blue"

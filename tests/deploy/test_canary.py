@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.deploy.model import DeployRequest, RollbackRequest
+from tasks.deploy.requests import DeployRequest
 from tests.deploy.conftest import NS, drive, env_config
 
 V1 = "registry.example.com/shop/web:v1"
 STABLE = {"app": "web", "track": "stable"}
+
+
+def rollback_request(**fields) -> DeployRequest:
+    return DeployRequest(action="rollback", project="42", env="staging", **fields)
 
 
 @pytest.fixture
@@ -78,7 +82,7 @@ def test_rollback_requested_mid_canary(cluster, web, make_service):
     deploy_id = service.start(request())
     for _ in range(3):
         service.advance(deploy_id)
-    assert service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob")) == deploy_id
+    assert service.rollback(rollback_request(requested_by="bob")) == deploy_id
     assert drive(service, deploy_id).kind == "rolled_back"
     assert state(cluster, "web") == (V1, 4) and state(cluster, "web-canary")[1] == 0
 
@@ -94,7 +98,7 @@ def test_canary_never_ready_aborts(cluster, web, make_service):
 def test_manual_rollback_after_promotion_undoes_stable(cluster, web, make_service):
     service = make_service(canary_config(cluster, web))
     assert drive(service, service.start(request())).kind == "succeeded"
-    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob"))
+    rb = service.rollback(rollback_request(requested_by="bob"))
     assert drive(service, rb).kind == "rolled_back"
     assert state(cluster, "web") == (V1, 4) and state(cluster, "web-canary")[1] == 0
 

@@ -64,6 +64,7 @@ def test_typed_errors(fake, kube):
     assert {r[2] for r in fake.requests if r[0] in ("PUT", "POST")} == {None}
 
 
+@pytest.mark.integration  # connects to a closed local port
 def test_no_server_is_unavailable():
     client = Kube.from_host(f"http://127.0.0.1:{free_port()}", request_timeout=0.5)
     with pytest.raises(KubeUnavailable) as err:
@@ -128,6 +129,7 @@ current-context: fake
         Kube.from_kubeconfig(str(tmp_path / "missing"))
 
 
+@pytest.mark.integration  # starts the fake API server and talks to it
 def test_fake_runs_as_a_module():
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tests.support.fake_kube", "--port", str(port), "--demo"],

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.deploy.model import DeployError, DeployLocked, DeployRequest, RollbackRequest
+from tasks.deploy.model import DeployError, DeployLocked
+from tasks.deploy.requests import DeployRequest
 from tests.deploy.conftest import NS, drive, env_config
 
 V1 = "registry.example.com/shop/web:v1"
+
+
+def rollback_request(**fields) -> DeployRequest:
+    return DeployRequest(action="rollback", project="42", env="staging", **fields)
 
 
 def image_of(fake, name="web"):
@@ -124,14 +129,14 @@ def test_lock_has_a_ttl_and_a_stale_deploy_yields(fake, web, redis_client, make_
     fake.add_deployment(NS, "web", V1)
     service = make_service(env_config(fake, web), lock_ttl=0.3)
     stale = service.start(request())
-    ttl = redis_client.pttl("deploy-lock:42:staging")
+    ttl = redis_client.pttl("da:deploy:lock:42:staging")
     assert 0 < ttl <= 300
     import time
     time.sleep(0.4)  # the worker "crashed" and nobody advanced: the lock expired
     newer = service.start(request(sha="newer", who="bob"))
     step = service.advance(stale)
     assert step.kind == "failed" and newer in step.reason
-    assert redis_client.get("deploy-lock:42:staging").decode() == newer
+    assert redis_client.get("da:deploy:lock:42:staging").decode() == newer
 
 
 def test_manual_rollback_to_previous_and_named_revision(fake, web, reporter, make_service):
@@ -141,13 +146,13 @@ def test_manual_rollback_to_previous_and_named_revision(fake, web, reporter, mak
         assert drive(service, service.start(request(sha=sha))).kind == "succeeded"
     assert image_of(fake).endswith(":v3")
 
-    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="alice", reason="bad v3"))
+    rb = service.rollback(rollback_request(requested_by="alice", reason="bad v3"))
     step = drive(service, rb)
     assert step.kind == "rolled_back" and step.reason.endswith("(revision 2)")
     assert image_of(fake).endswith(":v2")
     assert not reporter.postmortems  # asked for, not automatic: no post-mortem
 
-    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="alice", revision=1))
+    rb = service.rollback(rollback_request(requested_by="alice", revision=1))
     assert drive(service, rb).kind == "rolled_back"
     assert image_of(fake) == V1
     rs = fake.list("replicasets", NS, "app=web")
@@ -156,7 +161,7 @@ def test_manual_rollback_to_previous_and_named_revision(fake, web, reporter, mak
     # nothing changes for a revision that does not exist: refused, with what each one ran
     with pytest.raises(DeployError,
                        match=r"no revision 99\. Revisions: 5 `[^`]+:v1` \(current\); 4 `[^`]+:v2`"):
-        service.rollback(RollbackRequest(project="42", env="staging", requested_by="alice", revision=99))
+        service.rollback(rollback_request(requested_by="alice", revision=99))
     assert service.status("staging", project="42").locked_by is None
 
 
@@ -166,7 +171,7 @@ def test_rollback_request_during_a_deploy_aborts_it(fake, web, make_service):
     service = make_service(env_config(fake, web))
     deploy_id = service.start(request(sha="v2"))
     service.advance(deploy_id)  # image set, rolling
-    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob"))
+    rb = service.rollback(rollback_request(requested_by="bob"))
     assert rb == deploy_id
     step = drive(service, deploy_id)
     assert step.kind == "rolled_back" and "requested by bob" in step.reason
@@ -258,10 +263,10 @@ def test_two_workers_never_run_the_same_step(fake, web, redis_client, make_servi
     fake.add_deployment(NS, "web", V1)
     service = make_service(env_config(fake, web))
     deploy_id = service.start(request())
-    redis_client.set(f"deploy-advance:{deploy_id}", "other-worker", px=5000)
+    redis_client.set(f"da:deploy:step:{deploy_id}", "other-worker", px=5000)
     step = service.advance(deploy_id)
     assert step.kind == "wait" and service.get(deploy_id).phase == "init"
-    redis_client.delete(f"deploy-advance:{deploy_id}")
+    redis_client.delete(f"da:deploy:step:{deploy_id}")
     assert drive(service, deploy_id).kind == "succeeded"
     assert service.advance(deploy_id).kind == "succeeded"  # a late duplicate is harmless
 
@@ -304,7 +309,7 @@ def test_a_lapsed_deploy_does_not_resume_over_a_newer_one(fake, web, redis_clien
     step = service.advance(stale)  # the lock is free again, but a newer deploy has finished
     assert step.kind == "failed" and f"superseded by {newer}" in step.reason
     assert image_of(fake).endswith(":new")
-    assert redis_client.get("deploy-lock:42:staging") is None
+    assert redis_client.get("da:deploy:lock:42:staging") is None
 
 
 def test_a_paused_deploy_holds_its_lock_longer(fake, web, redis_client, make_service):
@@ -314,7 +319,7 @@ def test_a_paused_deploy_holds_its_lock_longer(fake, web, redis_client, make_ser
     service = make_service(cfg, lock_ttl=5)
     deploy_id = service.start(request())
     assert drive(service, deploy_id).kind == "paused"
-    assert redis_client.pttl("deploy-lock:42:staging") > 3600 * 1000
+    assert redis_client.pttl("da:deploy:lock:42:staging") > 3600 * 1000
 
 
 def test_crash_right_after_the_image_patch_still_rolls_back_to_the_old_image(fake, web, make_service,
@@ -370,7 +375,7 @@ def test_rollback_to_a_revision_that_failed_its_checks_needs_force(fake, web, ma
     web.set_status("/healthz", 200)
     # revision 2's template came back as revision 4: "the previous revision" is now 3, the bad one
     with pytest.raises(DeployError) as refused:
-        service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob"))
+        service.rollback(rollback_request(requested_by="bob"))
     text = str(refused.value)
     assert "revision 3 runs registry.example.com/shop/web:bad, which failed its checks here" in text
     assert "HTTP 503" in text and '--force "reason"' in text
@@ -379,7 +384,7 @@ def test_rollback_to_a_revision_that_failed_its_checks_needs_force(fake, web, ma
     assert service.status("staging", project="42").locked_by is None  # nothing was started
     assert image_of(fake).endswith(":v2")
 
-    rb = service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob", force=True))
+    rb = service.rollback(rollback_request(requested_by="bob", force=True))
     assert "forced past its failed checks" in service.get(rb).timeline[0][1]
     assert drive(service, rb).kind == "rolled_back"
     assert image_of(fake).endswith(":bad")
@@ -398,7 +403,7 @@ def test_promote_with_nothing_waiting_is_refused(fake, web, make_service):
     with pytest.raises(DeployError, match="is not waiting for a promote \\(phase rollout\\)"):
         service.promote("staging", by="carol", handle="h")
     assert service.get(deploy_id).followers == [] and not service.get(deploy_id).promote_requested
-    service.rollback(RollbackRequest(project="42", env="staging", requested_by="bob", handle="rb"))
+    service.rollback(rollback_request(requested_by="bob", handle="rb"))
     [joined] = service.get(deploy_id).followers
     assert (joined["action"], joined["by"], joined["handle"]) == ("rollback", "bob", "rb")
     assert drive(service, deploy_id).kind == "rolled_back"

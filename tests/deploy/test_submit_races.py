@@ -49,4 +49,4 @@ def test_one_request_id_starts_one_deploy(redis_client, fake, web):
         t.join(20)
     assert sorted(t.detail for t in results)[0] == "already submitted"
     assert [t.status for t in results] == ["queued", "queued"]
-    assert len([k for k in redis_client.scan_iter("deploy:*") if redis_client.type(k) == b"string"]) == 1
+    assert len(list(redis_client.scan_iter("da:deploy:record:*"))) == 1

@@ -14,7 +14,7 @@ from urllib3.exceptions import InsecureRequestWarning
 from tasks.config.environments import ConfigError, parse_environments
 from tasks.deploy import kube as kube_adapter
 from tasks.deploy.kube import Kube, KubeUnavailable
-from tasks.deploy.service import kube_for
+from tasks.deploy.stepper import kube_for
 from tests.support.fake_kube import FakeKube
 
 BASE = {"namespace": "shop", "deployment": "web", "container": "app", "image": "reg/web:{sha}"}

@@ -116,8 +116,8 @@ def labels(fake) -> list[str]:
 
 
 def deploys(redis_client) -> list[DeployRecord]:
-    return [DeployRecord.from_json(redis_client.get(k)) for k in redis_client.scan_iter("deploy:*")
-            if redis_client.type(k) == b"string"]
+    return [DeployRecord.from_json(redis_client.get(k))
+            for k in redis_client.scan_iter("da:deploy:record:*")]
 
 
 def image(kube, ns: str = "shop-staging") -> str:
@@ -266,7 +266,8 @@ def test_lock_blocks_others_until_unlocked(stack, gl, redis_client):
     send(stack, redis_client, say(gl, "/devops lock staging db migration", (BOB, "maint-bob")))
     send(stack, redis_client, say(gl, "/devops deploy staging"))
     assert deploys(redis_client) == []
-    assert any("refused by the **lock** gate" in r and "maint-bob" in r for r in replies(gl))
+    assert any("refused by the **lock** gate" in r and "locked by @maint-bob: db migration (since "
+               in r for r in replies(gl))
     send(stack, redis_client, say(gl, "/devops unlock staging", (BOB, "maint-bob")))
     send(stack, redis_client, say(gl, "/devops deploy staging"))
     assert len(deploys(redis_client)) == 1

@@ -144,7 +144,7 @@ def test_a_passing_default_branch_pipeline_auto_deploys_staging(stack, gl, kube,
                    timeout=30, what="the pipeline hook to be processed")
     wait_until(lambda: image(kube).endswith(":" + "e" * 40), timeout=40,
                what="the auto-deploy to roll out")
-    deploys = [k for k in redis_client.scan_iter("da:deploy-by-request:auto:*")]
+    deploys = [k for k in redis_client.scan_iter("da:deploy:request:auto:*")]
     assert len(deploys) == 1
 
 
@@ -163,7 +163,7 @@ def test_an_auto_deploy_during_a_freeze_is_refused(stack, gl, kube, health, redi
     wait_until(lambda: redis_client.hget(record_key(delivery_id), "status") == b"done",
                timeout=30, what="the pipeline hook to be processed")
     assert image(kube) == before
-    assert list(redis_client.scan_iter("da:deploy-by-request:auto:*")) == []
+    assert list(redis_client.scan_iter("da:deploy:request:auto:*")) == []
     [entry] = [e for e in audit.query(redis_client) if e.get("command") == "auto-deploy"]
     assert entry["outcome"] == "refused" and entry["user"] == "devops-bot (auto-deploy)"
     assert any(g["gate"] == "freeze" and not g["passed"] for g in entry["gates"])

@@ -100,8 +100,8 @@ def test_a_step_of_a_killed_worker_runs_again_within_the_bound(env, kube, fake_g
             return any("devops_agent.process_event" in line and "succeeded" in line
                        for line in second.log().splitlines())
         wait_until(warmed, timeout=30, interval=0, what="the second worker to run a command")
-        [deploy_id] = [k.decode().split(":", 1)[1] for k in redis_client.scan_iter("deploy:*")
-                       if redis_client.type(k) == b"string"]
+        [deploy_id] = [k.decode().removeprefix("da:deploy:record:")
+                       for k in redis_client.scan_iter("da:deploy:record:*")]
         item = f"da:item:s:{deploy_id}"
         sends = int(redis_client.hget(item, "sends") or 0)
         killed_at = time.monotonic()

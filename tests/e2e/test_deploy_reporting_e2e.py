@@ -155,8 +155,8 @@ def image(kube, ns: str = STAGING, name: str = "web") -> str:
 
 
 def deploys(redis_client) -> list[DeployRecord]:
-    return [DeployRecord.from_json(redis_client.get(k)) for k in redis_client.scan_iter("deploy:*")
-            if redis_client.type(k) == b"string"]
+    return [DeployRecord.from_json(redis_client.get(k))
+            for k in redis_client.scan_iter("da:deploy:record:*")]
 
 
 def stuck_deploy(stack, redis_client, gl, kube, sha: str = "e" * 40, iid: int = 42) -> str:
@@ -210,6 +210,20 @@ def test_status_reads_what_runs_from_the_cluster(stack, gl, kube, redis_client):
     [running] = [d for d in deploys(redis_client) if d.status == "running"]
     assert f"`{running.id}`" in row and "@dev-alice" in row, body
     assert IMAGE.format(sha="e" * 40) in row and "rollout" in row, body
+    # a manual lock and the deploy hold staging together; the Held column shows both
+    command(stack, redis_client, gl, '/devops lock staging "db migration"', (BOB, "maint-bob"), iid=43)
+
+    def held() -> str:
+        marker = command(stack, redis_client, gl, "/devops status staging", (RITA, "rep-rita"))
+        [row] = [line for line in reply(gl, marker).splitlines() if line.startswith("| staging")]
+        return row.split(" | ")[4]
+    both = held()
+    assert "🔒 @maint-bob: db migration (locked since " in both, both
+    assert f"deploy `{running.id}` by @dev-alice since " in both and "phase `rollout`" in both, both
+    # unlock releases the manual lock only: the deploy still holds staging
+    command(stack, redis_client, gl, "/devops unlock staging", (BOB, "maint-bob"), iid=43)
+    after = held()
+    assert "🔒" not in after and f"deploy `{running.id}` by @dev-alice" in after, after
     # end the stuck deploy
     command(stack, redis_client, gl, "/devops rollback staging", (BOB, "maint-bob"), iid=43)
     final(gl, stuck)

@@ -53,4 +53,4 @@ def test_a_default_install_refuses_to_pretend(stack, gl, redis_client):
     assert not any("✅" in b for b in bodies)
     labels = api.get_issue(PROJECT, 42)["labels"]
     assert not any(l.startswith(("env::", "deploy::")) for l in labels)
-    assert list(redis_client.scan_iter("deploy:*")) == []
+    assert list(redis_client.scan_iter("da:deploy:record:*")) == []

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.ci.pipeline_fix.edit import Skip, load_merged, parse, plan_retry, plan_timeout
+from tasks.ci.pipeline_fix.edit import parse, plan_retry, plan_timeout
+from tasks.ci.pipeline_fix.merged import Skip, load_merged
 from tests.support.fake_gitlab.ci_lint import lint
 
 FIXTURES = Path(__file__).parent / "fixtures"

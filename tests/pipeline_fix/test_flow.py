@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tasks.ci.pipeline import FailedJob, PipelineRef
 from tasks.ci.pipeline_fix import JOB
 from tasks.ci.pipeline_fix.detect import FixHistory
 from tasks.ci.pipeline_fix.mr import propose
+from tasks.ci.report import refresh_comment
 from tasks.ci.rules import load_table
-from tasks.ci.triage import FailedJob, PipelineRef, refresh_comment, triage
+from tasks.ci.triage import triage
 from tasks.config.agent import AgentConfig, PipelineFixes
 from tasks.config.settings import load_settings
 from tasks.worker.context import HandlerContext

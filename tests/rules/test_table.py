@@ -190,9 +190,9 @@ def test_description_fallbacks(tmp_path):
 
 def test_pure_python_yaml_path_is_as_strict(tmp_path, monkeypatch):
     # Without libyaml the composer is PyYAML's own; aliases and deep nesting still give problems.
-    from tasks.ci.rules import yamlnodes
+    from tasks.config import yamlfile  # the one YAML reader, which rules files go through
 
-    monkeypatch.setattr(yamlnodes, "_CLoader", None)
+    monkeypatch.setattr(yamlfile, "_CLoader", None)
     assert any("aliases" in p.message for p in problems(tmp_path, "a: &a [1]\nrules: *a\n"))
     assert problems(tmp_path, "rules: " + "[" * 3000 + "]" * 3000 + "\n")
     assert check_files(None) == []

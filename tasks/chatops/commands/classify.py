@@ -2,8 +2,8 @@
 
 from tasks.chatops.core import Invocation, command
 from tasks.ci.learning import apply_correction, failed_rows
+from tasks.ci.report import thread_pipeline
 from tasks.ci.rules.table import CATEGORIES
-from tasks.ci.triage import thread_pipeline
 from tasks.config.agent import ACCESS_LEVELS
 from tasks.deploy.gates import access_level, check_access
 from tasks.platform.handlers import CommandHelp

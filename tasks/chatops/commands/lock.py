@@ -1,15 +1,16 @@
-"""`/devops lock <env> <reason>` and `/devops unlock <env>`."""
+"""`/devops lock <env> <reason>` and `/devops unlock <env>`.
+
+The manual lock is one of the two reasons an environment is held (tasks/deploy/store.py, `holds`;
+the other is a deploy in progress): `/devops status` shows both, deploys and rollbacks by anyone
+else are refused while it is held, and `unlock` releases it alone, never a deploy's hold.
+"""
 
 import time
 
-import orjson
-
 from tasks.chatops.core import Invocation, command
-from tasks.deploy.gates import access_level, check_access, env_lock_key
+from tasks.deploy.gates import access_level, check_access
+from tasks.deploy.store import DeployStore
 from tasks.platform.handlers import CommandHelp
-
-_DELETE_IF_SAME = ("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) "
-                   "end return 0")
 
 
 def _allowed(inv: Invocation, env: str) -> bool:
@@ -37,11 +38,11 @@ def lock(inv: Invocation) -> str:
     env, reason = inv.args[0].lower(), " ".join(inv.args[1:])[:300]
     if not _allowed(inv, env):
         return "refused"
-    entry = {"user": inv.username, "reason": reason, "at": time.time()}
-    if not inv.ctx.redis.set(env_lock_key(inv.project, env), orjson.dumps(entry), nx=True):
-        held = orjson.loads(inv.ctx.redis.get(env_lock_key(inv.project, env)) or b"{}")
-        if held.get("user") != inv.username:
-            inv.reply(f"❌ `{env}` is already locked by @{held.get('user')}: {held.get('reason')}")
+    store = DeployStore(inv.ctx.redis)
+    if not store.lock_manually(inv.project, env, inv.username or "", reason, time.time()):
+        manual = store.manual_lock(inv.project, env)
+        if manual is not None and manual[1].by != (inv.username or ""):
+            inv.reply(f"❌ `{env}` is already locked by @{manual[1].by}: {manual[1].reason}")
             return "held"
     inv.audit("succeeded", env=env, reason=reason)
     inv.reply(f"🔒 `{env}` locked: {reason}")
@@ -60,21 +61,22 @@ def unlock(inv: Invocation) -> str:
     env = inv.args[0].lower()
     if not _allowed(inv, env):
         return "refused"
-    key = env_lock_key(inv.project, env)
-    raw = inv.ctx.redis.get(key)
-    if raw is None:
+    store = DeployStore(inv.ctx.redis)
+    manual = store.manual_lock(inv.project, env)
+    if manual is None:
+        # a deploy in progress may still hold it: that hold ends with the deploy (or rollback)
         inv.reply(f"`{env}` is not locked.")
         return "not locked"
-    held = orjson.loads(raw)
+    raw, held = manual
     level = access_level(inv.ctx.gitlab, inv.ctx.redis, inv.project, inv.user_id)
-    if held.get("user") != inv.username and level < 40:
-        inv.reply(f"❌ `{env}` is locked by @{held.get('user')}; only they or a Maintainer can "
+    if held.by != (inv.username or "") and level < 40:
+        inv.reply(f"❌ `{env}` is locked by @{held.by}; only they or a Maintainer can "
                   "unlock it.")
         return "refused"
     # Delete only the lock we looked at: someone may have re-locked it in between.
-    if not inv.ctx.redis.eval(_DELETE_IF_SAME, 1, key, raw):
+    if not store.unlock_manually(inv.project, env, raw):
         inv.reply(f"❌ `{env}`'s lock changed while you asked; look at `status` and try again.")
         return "changed"
-    inv.audit("succeeded", env=env, was=held)
+    inv.audit("succeeded", env=env, was={"user": held.by, "reason": held.reason, "at": held.since})
     inv.reply(f"🔓 `{env}` unlocked.")
     return "unlocked"

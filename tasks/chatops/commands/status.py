@@ -1,12 +1,16 @@
 """`/devops status [env]`: what runs where (read from the cluster), the deploy in progress,
-locks and freezes."""
+what holds each environment and freezes.
+
+An environment is held for two reasons, shown side by side in the `Held` column: a manual
+`/devops lock` (who, since when, why) and a deploy or rollback in progress (who, since when, its
+phase); tasks/deploy/store.py's `holds` reads both."""
 
 import datetime as dt
 
-import orjson
-
 from tasks.chatops.core import Invocation, command
-from tasks.deploy.gates import env_lock_key, freeze_gate
+from tasks.deploy import keys
+from tasks.deploy.gates import freeze_gate
+from tasks.deploy.store import DeployStore
 from tasks.platform.handlers import CommandHelp
 
 
@@ -14,8 +18,9 @@ from tasks.platform.handlers import CommandHelp
     usage="status [env]",
     description="Show what runs in each environment, read from the cluster (image, revision, "
                 "ready/desired replicas), the deploy or rollback in progress (who, what, phase), "
-                "who holds a lock, and whether a deploy freeze is active; with an environment, "
-                "also its revisions and what each one ran.",
+                "what holds the environment (a manual lock: who, since when, why; a deploy: "
+                "who, since when, its phase), and whether a deploy freeze is active; with an "
+                "environment, also its revisions and what each one ran.",
     examples=("/devops status", "/devops status production"), who="anyone who can comment"))
 def run(inv: Invocation) -> str:
     known = set(inv.config.access) | set(inv.config.environments)
@@ -27,7 +32,7 @@ def run(inv: Invocation) -> str:
     freeze = freeze_gate(inv.ctx.gitlab.freeze_periods(inv.project),
                          dt.datetime.now(dt.UTC))
     lines = ["What runs where, read from the cluster:", "",
-             "| Environment | Running | Replicas | In progress | Lock |", "|---|---|---|---|---|"]
+             "| Environment | Running | Replicas | In progress | Held |", "|---|---|---|---|---|"]
     notes: list[str] = []
     for env in envs:
         status = (inv.ctx.deployer.status(inv.project, env)
@@ -39,7 +44,7 @@ def run(inv: Invocation) -> str:
             notes.append(f"Revisions of `{env}`, newest first: " + "; ".join(status["revisions"])
                          + f". `{inv.config.chatops.prefix} rollback {env} <revision>` goes back "
                          "to one.")
-        recorded = inv.ctx.redis.hgetall(f"da:deployed:{inv.project}:{env}")
+        recorded = inv.ctx.redis.hgetall(keys.gitlab_deployment(inv.project, env))
         if recorded:  # GitLab's own deployment records: history, not what runs
             notes.append(f"GitLab's last deployment record for `{env}`: "
                          f"`{recorded[b'ref'].decode()}` at {recorded[b'sha'].decode()[:8]}, "
@@ -96,8 +101,6 @@ def _in_progress(status: dict | None) -> str:
 
 
 def _lock(inv: Invocation, env: str) -> str:
-    raw = inv.ctx.redis.get(env_lock_key(inv.project, env))
-    if not raw:
-        return "—"
-    held = orjson.loads(raw)
-    return f"@{held['user']}: {held['reason']}"
+    """Every reason the environment is held; `unlock` releases only the manual one."""
+    holds = DeployStore(inv.ctx.redis).holds(inv.project, env)
+    return "; ".join(h.describe() for h in holds) or "—"

@@ -4,8 +4,10 @@ raised `timeout:` for a job that outgrew its limit), checked with GitLab's CI li
 evidence in the description.
 
     detect.py   which failures count, per (project, job, reason), within the window
+    merged.py   what the job does today (GitLab's merged configuration) and its new value
     edit.py     the change to one job's `retry:` / `timeout:`, every other byte kept
     mr.py       the follow-on job: one merge request per (project, job, kind), opened or updated
+    wording.py  what the merge request says: title, description, evidence
     durations   GitLab's and the runner's duration formats
 
 The triage of a failed pipeline calls `observe` for each failed job (cheap: one Redis script)
@@ -15,9 +17,13 @@ comment shows `comment_sentence` for each job, the merge request's link once it 
 
 from __future__ import annotations
 
+import re
+from dataclasses import asdict
 from typing import Any
 
 from tasks.ci.pipeline_fix.detect import NOT_EXPRESSIBLE, FixHistory, kind_of, normalise
+from tasks.config.agent import AgentConfig
+from tasks.gitlab.durations import parse_go_duration
 
 JOB = "devops_agent.pipeline_fix"
 # Never for these (tasks/ci/triage.py CODE_FAILURES): a retry would hide a real failure or a flake.
@@ -26,8 +32,6 @@ CODE_CATEGORIES = {"compile_error", "test_failure", "lint_failure", "security_sc
 
 
 def fix_config(ctx: Any) -> Any:
-    from tasks.config.agent import AgentConfig
-
     config = ctx.config if ctx.config is not None else AgentConfig()
     return config.pipeline_fixes
 
@@ -73,8 +77,6 @@ def observe(ctx: Any, pipe: Any, job: Any, row: dict[str, Any], *, outage: bool)
         ctx.decide("pipeline-fix", job=job.id, name=job.name, kind=kind, failures=count,
                    dry_run=True)
         return
-    from dataclasses import asdict
-
     # One merge request per (project, job, kind) is mr.py's to keep; the engine runs the job
     # once per failure that reached the threshold (a resent webhook asks again for nothing).
     ctx.enqueue(JOB, {"project": pipe.project, "job_name": job.name, "kind": kind,
@@ -89,10 +91,6 @@ def observe(ctx: Any, pipe: Any, job: Any, row: dict[str, Any], *, outage: bool)
 
 def _enforced_limit(row: dict[str, Any]) -> float | None:
     """The limit the runner says it enforced ("execution took longer than 1h0m0s seconds")."""
-    import re
-
-    from tasks.gitlab.durations import parse_go_duration
-
     for e in row.get("evidence") or []:
         m = re.search(r"execution took longer than (\S+)", str(e.get("text") or ""))
         if m:

@@ -25,18 +25,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from tasks.ci.pipeline_fix import wording
 from tasks.ci.pipeline_fix.detect import RETRY_REASONS, FixHistory, job_digest
-from tasks.ci.pipeline_fix.edit import (
-    Change,
-    Skip,
-    current_timeout,
-    job_key,
-    load_merged,
-    merged_or_file,
-    parse,
-    plan_retry,
-    plan_timeout,
-)
+from tasks.ci.pipeline_fix.edit import Change, job_key, merged_or_file, parse, plan_retry, plan_timeout
+from tasks.ci.pipeline_fix.merged import Skip, current_timeout, load_merged
 from tasks.gitlab.client import Forbidden, GitLabError, GitLabUnavailable, NotFound
 from tasks.gitlab.comments import marker
 from tasks.gitlab.durations import (
@@ -48,8 +40,6 @@ from tasks.platform.store import Busy, Store
 
 log = logging.getLogger("devops_agent.pipeline_fix")
 
-EVIDENCE = "<!-- devops-agent:evidence -->"
-MAX_ROWS = 20
 PASSING_RUNS_READ = 200  # recent successful jobs read to see how long passing runs take
 
 
@@ -74,12 +64,6 @@ def _ts(value: Any) -> float | None:
 
 def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
-
-
-def _cell(text: Any, limit: int = 80) -> str:
-    s = str(text if text is not None else "").replace("\n", " ").replace("|", "\\|")
-    s = s.replace("`", "'")
-    return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
 def ci_path(project: dict) -> str:
@@ -171,66 +155,6 @@ def _passing_durations(gitlab: Any, project: int, job_name: str, keep: int = 20)
     return out
 
 
-def _what(change: Change) -> str:
-    """The change in a few words, for the title, the description and the comment."""
-    if change.key == "retry":
-        when = ", ".join(f"`{w}`" for w in change.after["when"])
-        return f"`retry:` (at most {change.after['max']}, when: {when}) on `{change.job}`"
-    before = parse_duration(change.before) if change.before is not None else None
-    frm = f" from {words(before)}" if before else ""
-    return f"`timeout: {change.after}` on `{change.job}` (raised{frm})"
-
-
-def _title(change: Change) -> str:
-    if change.key == "retry":
-        return f"CI: retry `{change.job}` on {', '.join(change.after['when'])}"
-    return f"CI: raise the timeout of `{change.job}` to {change.after}"
-
-
-def _head(change: Change, path: str, notes: list[str]) -> str:
-    if change.key == "retry":
-        why = ("It keeps failing for reasons outside its script, so GitLab should run it "
-               "again when the runner or GitLab fails, and never when the script fails: a "
-               "failing test or build still fails the pipeline at once.")
-    else:
-        why = "It keeps running out of time while passing runs come close to its limit."
-    inherited = f" (today it inherits `{change.key}:` from `{change.inherited}`)" \
-        if change.inherited else ""
-    diff = change.diff.replace("```", "'''")
-    return "\n".join([f"This sets {_what(change)} in `{path}`{inherited}. {why}", *notes, "",
-                      "```diff", diff.rstrip("\n"), "```"])
-
-
-def _evidence(cfg: Any, web_url: str, job_name: str, found: dict[str, list[dict]],
-              lint_ok: bool) -> str:
-    rows = sorted((f for fs in found.values() for f in fs), key=lambda f: f.get("at", 0))
-    days = cfg.window_days
-    counts = " and ".join(f"{len(fs)} times with `{r}`" for r, fs in found.items())
-    lines = [EVIDENCE, "### Why", "",
-             f"`{job_name}` failed {counts} in the last {days} day{'s' if days != 1 else ''} "
-             f"(the threshold: {cfg.threshold} failures of one job for one reason within "
-             f"{days} day{'s' if days != 1 else ''}, `pipeline_fixes` in devops-agent's "
-             "configuration).", "",
-             "| When (UTC) | Pipeline | Job | Ref | Failure reason | Category | Rule |",
-             "|---|---|---|---|---|---|---|"]
-    for f in rows[-MAX_ROWS:]:
-        when = datetime.fromtimestamp(float(f.get("at", 0)), UTC).strftime(
-            "%Y-%m-%d %H:%M")
-        pipeline = f"[#{f.get('pipeline')}]({web_url}/-/pipelines/{f.get('pipeline')})"
-        job = f"[#{f.get('job')}]({web_url}/-/jobs/{f.get('job')})"
-        lines.append(f"| {when} | {pipeline} | {job} | `{_cell(f.get('ref'), 60)}` | "
-                     f"`{_cell(f.get('failure_reason'), 40)}` | {_cell(f.get('category'), 30)} "
-                     f"| `{_cell(f.get('rule'), 40)}` |")
-    if len(rows) > MAX_ROWS:
-        lines.append(f"\n{len(rows) - MAX_ROWS} earlier failure(s) not shown.")
-    lines += ["", "GitLab's CI lint accepted the changed configuration before this merge request "
-                  "was opened." if lint_ok else "", "",
-              f"Not wanted? Close this merge request: devops-agent will not propose it again "
-              f"for {cfg.closed_cooldown_days} days. It updates this description when the job "
-              "fails again."]
-    return "\n".join(line for line in lines if line is not None)
-
-
 def propose(gitlab: Any, redis: Any, config: Any, *, project: int, job_name: str, kind: str,
             pipe: dict[str, Any] | None = None, trigger_job: int | None = None,
             clock: Any = time.time) -> str:
@@ -300,17 +224,17 @@ def _propose(gitlab: Any, cfg: Any, project: int, job_name: str, kind: str,
     if latest is not None:
         notes.append(f"It follows [!{latest['iid']}]({latest.get('web_url')}) "
                      f"({latest.get('state')}).")
-    description = "\n".join([tag, _head(change, path, notes), "",
-                             _evidence(cfg, web_url, job_name, found, True)])
+    description = "\n".join([tag, wording.head(change, path, notes), "",
+                             wording.evidence(cfg, web_url, job_name, found, True)])
     branch = branch_name(job_name, kind, len(mrs))
     _commit(gitlab, project, branch, default, path, change, current,
-            f"ci: {_title(change)[4:]}\n\nProposed by devops-agent: {job_name} failed "
+            f"ci: {wording.title(change)[4:]}\n\nProposed by devops-agent: {job_name} failed "
             f"{sum(len(v) for v in found.values())} times in {cfg.window_days} day(s) for "
             f"{', '.join(found)}.")
-    mr = _create_mr(gitlab, project, branch, default, _title(change), description,
+    mr = _create_mr(gitlab, project, branch, default, wording.title(change), description,
                     list(cfg.labels))
     return {"state": "opened", "mr": mr.get("iid"), "url": mr.get("web_url"),
-            "what": _what(change), "count": sum(len(v) for v in found.values())}
+            "what": wording.what(change), "count": sum(len(v) for v in found.values())}
 
 
 def _all(found: dict[str, list[dict]]) -> list[dict]:
@@ -364,7 +288,7 @@ def _update(gitlab: Any, cfg: Any, project: int, info: dict, path: str, default:
     """The open merge request: the latest evidence, and a new commit only if the change grew."""
     branch = str(mr.get("source_branch"))
     description = str(mr.get("description") or "")
-    head, _, _ = description.partition(EVIDENCE)
+    head, _, _ = description.partition(wording.EVIDENCE)
     what = None
     try:
         change, current, notes = _plan(gitlab, cfg, project, info, path, branch, default,
@@ -373,19 +297,13 @@ def _update(gitlab: Any, cfg: Any, project: int, info: dict, path: str, default:
         change = None  # the branch already does it (the usual case) or cannot take more
     if change is not None:
         _commit(gitlab, project, branch, default, path, change, current,
-                f"ci: {_title(change)[4:]}\n\nMore failures of {job_name}: "
+                f"ci: {wording.title(change)[4:]}\n\nMore failures of {job_name}: "
                 f"{', '.join(found)}.")
-        head = "\n".join([marker(subject(job_name, kind)), _head(change, path, notes), ""])
-        what = _what(change)
-    new = head.rstrip("\n") + "\n\n" + _evidence(cfg, web_url, job_name, found, True)
+        head = "\n".join([marker(subject(job_name, kind)), wording.head(change, path, notes), ""])
+        what = wording.what(change)
+    new = head.rstrip("\n") + "\n\n" + wording.evidence(cfg, web_url, job_name, found, True)
     if new != description:
         gitlab.update_mr(project, int(mr["iid"]), description=new,
-                         **({"title": _title(change)} if change is not None else {}))
+                         **({"title": wording.title(change)} if change is not None else {}))
     return {"state": "updated", "mr": mr.get("iid"), "url": mr.get("web_url"),
-            "what": what or _what_from(mr), "count": sum(len(v) for v in found.values())}
-
-
-def _what_from(mr: dict) -> str:
-    """The change an open merge request makes, from its description's first sentence."""
-    m = re.search(r"This sets (.+?) in `", str(mr.get("description") or ""))
-    return m.group(1) if m else f"the change in its title ({_cell(mr.get('title'), 80)})"
+            "what": what or wording.what_from(mr), "count": sum(len(v) for v in found.values())}

@@ -18,6 +18,8 @@ from typing import Any
 
 import re2
 
+from tasks.config.settings import load_settings
+
 from .literals import required_literals
 
 try:  # hyperscan wheels exist for x86_64 only; the re2 path must stand on its own
@@ -124,8 +126,9 @@ class _HyperscanPrefilter:
 
 
 def _cache_dir() -> Path | None:
-    """Where compiled databases are kept: $DEVOPS_AGENT_CACHE_DIR ("" disables), else XDG."""
-    configured = os.environ.get("DEVOPS_AGENT_CACHE_DIR")
+    """Where compiled databases are kept: DEVOPS_AGENT_CACHE_DIR ("" disables), else XDG
+    (XDG_CACHE_HOME is the desktop standard's variable, not one of our settings)."""
+    configured = load_settings(require_secret=False).cache_dir
     if configured is not None:
         return Path(configured) if configured else None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -9,7 +9,6 @@ corrections (from REDIS_URL, when set), and the verdicts a candidate table chang
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     except RulesError as exc:
         err(str(exc))
         return EXIT_BAD_RULES
-    cache_root = args.cache_dir or Path(os.environ.get("DEVOPS_AGENT_CACHE_DIR")
+    cache_root = args.cache_dir or Path(settings.cache_dir
                                         or Path.home() / ".cache" / "devops-agent") / "backtest"
     cache = backtest.LogCache(cache_root, urlsplit(settings.gitlab_url).netloc)
     gitlab = GitLabAdapter(settings.gitlab_url, settings.gitlab_token.value, dry_run=True,
@@ -58,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         gitlab.close()
     report = backtest.run(jobs, Classifier(candidate),
-                          Classifier(current) if args.file else None, _corrections_by_job())
+                          Classifier(current) if args.file else None,
+                          _corrections_by_job(settings.redis_url))
     if args.format == "json":
         write_json(report.to_dict())
     else:
@@ -66,9 +66,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if report.noisy() else 0
 
 
-def _corrections_by_job() -> dict[tuple[str, int], str]:
+def _corrections_by_job(url: str | None) -> dict[tuple[str, int], str]:
     """(project id or path, job id) -> the category a person gave that job; {} without a store."""
-    url = os.environ.get("REDIS_URL", "").strip()
     if not url:
         return {}
     try:

@@ -5,7 +5,6 @@ Every command module imports this, so it stays free of anything heavier than orj
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,18 @@ EXIT_BAD_RULES = 3
 
 
 def user_rules(arg: Path | None) -> Path | None:
-    """The user's rules file: the command line's, else the RULES_FILE environment variable's."""
+    """The user's rules file: the command line's, else the RULES_FILE setting's."""
     if arg is not None:
         return arg
-    env = os.environ.get("RULES_FILE", "").strip()
-    return Path(env) if env else None
+    # Here, not at the top: this module stays light (see above), and only a command that runs
+    # without --rules needs the settings (and pydantic).
+    from tasks.config.settings import ConfigError, load_settings
+
+    try:
+        return load_settings(require_secret=False).rules_file
+    except ConfigError as exc:
+        err(str(exc))
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def err(msg: str) -> None:

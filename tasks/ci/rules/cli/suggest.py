@@ -9,12 +9,13 @@ clustering and the proposals are suggest.py's; this prints them as YAML to revie
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import redis
+
+from tasks.config.settings import ConfigError, load_settings
 
 from ..classifier import Classifier
 from ..corpus import load_manifest
@@ -43,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
             err(str(exc))
             return EXIT_USAGE
     else:
-        url = os.environ.get("REDIS_URL", "").strip()
+        try:
+            url = load_settings(require_secret=False).redis_url
+        except ConfigError as exc:
+            err(str(exc))
+            return EXIT_USAGE
         if not url:
             err("REDIS_URL is not set: point it at the service's Redis, or use --logs PATH")
             return EXIT_USAGE
