@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tasks.incidents.config import IncidentsConfig
 from tasks.settings import ConfigError
 
 ACCESS_LEVELS = {"guest": 10, "planner": 15, "reporter": 20, "developer": 30, "maintainer": 40,
@@ -255,6 +256,8 @@ class AgentConfig(_Model):
     gitlab_deployments: bool = False
     environments: dict[str, Any] = Field(default_factory=dict)
     pipeline_fixes: PipelineFixes = Field(default_factory=PipelineFixes)
+    # Alertmanager alerts → incident issues (tasks/incidents/config.py)
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
 
     def env_access(self, env: str) -> EnvAccess | None:
         return self.access.get(env)
@@ -315,4 +318,12 @@ def load_config(path: Path | None) -> AgentConfig:
             line = lines.get(("environments",), 1)
             raise ConfigError(f"{path}:{line}: environments: {exc}") from None
         config = config.model_copy(update={"environments": parsed})
+        wrong = [(name, env.alerts.min_severity) for name, env in parsed.items()
+                 if config.incidents.severity(env.alerts.min_severity) == "unknown"]
+        if wrong:
+            line = lines.get(("environments",), 1)
+            raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(
+                f"{path}:{line}: environments.{name}.alerts.min_severity: {level!r} is not one "
+                f"of incidents.severity_levels ({', '.join(config.incidents.severity_levels)})"
+                for name, level in wrong))
     return config

@@ -152,6 +152,11 @@ class Settings:
     handlers: tuple[str, ...] = ()
     extra_handler_modules: tuple[str, ...] = ()
     audit_token: Secret | None = None
+    # The Alertmanager receiver (POST /webhooks/alertmanager): Bearer tokens (several while
+    # rotating) and/or one `user:password` for basic auth; off while neither is set.
+    alertmanager_tokens: tuple[Secret, ...] = ()
+    alertmanager_basic_auth: Secret | None = None
+    alertmanager_max_body_bytes: int = 1 * MB
     # Reacting to failures (issue 4)
     retry_budget: int = 2  # GitLab's own `retry:` cap per job
     outage_job_threshold: int = 5  # more failed jobs than this in one pipeline: an outage
@@ -175,9 +180,14 @@ class Settings:
         hex and its bytes repr (what a traceback or a `%r` would show)."""
         out = [s.value for s in self.webhook_secrets]
         out += [s.value for b in self.webhook_bindings for s in b.secrets]
-        for s in (self.gitlab_token, self.audit_token, self.sentry_dsn):
+        for s in (self.gitlab_token, self.audit_token, self.sentry_dsn,
+                  self.alertmanager_basic_auth, *self.alertmanager_tokens):
             if s is not None:
                 out.append(s.value)
+        if self.alertmanager_basic_auth is not None:
+            import base64
+
+            out.append(base64.b64encode(self.alertmanager_basic_auth.value.encode()).decode())
         if self.webhook_signing_key is not None:
             out += signing_key_forms(self.webhook_signing_key.value)
         return sorted({v for v in out if v}, key=len, reverse=True)
@@ -292,6 +302,24 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
             continue
         if raw:
             values[attr] = Secret(raw)
+    take("ALERTMANAGER_MAX_BODY_BYTES", "alertmanager_max_body_bytes", _positive_int)
+    try:
+        tokens = tuple(Secret(t) for t in _csv(_read_secret(env, "ALERTMANAGER_TOKEN") or ""))
+        basic = _read_secret(env, "ALERTMANAGER_BASIC_AUTH")
+    except ConfigError as exc:
+        problems.append(str(exc))
+        tokens, basic = (), None
+    if any(len(t.value) < MIN_SECRET_LENGTH for t in tokens):
+        problems.append(f"ALERTMANAGER_TOKEN: every token must be at least {MIN_SECRET_LENGTH} "
+                        "characters long")
+    values["alertmanager_tokens"] = tokens
+    if basic:
+        user, sep, password = basic.partition(":")
+        if not sep or not user or len(password) < MIN_SECRET_LENGTH:
+            problems.append("ALERTMANAGER_BASIC_AUTH: expected `user:password` with a password "
+                            f"of at least {MIN_SECRET_LENGTH} characters")
+        else:
+            values["alertmanager_basic_auth"] = Secret(basic)
     buffered = values.get("max_buffered_bytes")
     body_limit = values.get("max_body_bytes", 25 * MB)
     if isinstance(buffered, int) and isinstance(body_limit, int) and buffered < body_limit:

@@ -24,7 +24,7 @@ from tasks.store import Store
 log = logging.getLogger("devops_agent.chatops")
 
 COMMAND_MODULES = ("deploy", "checklist", "approve", "rollback", "promote", "retry", "classify",
-                   "status", "lock", "help")
+                   "status", "lock", "plan", "apply", "help")
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,13 @@ def _context_key(handle: str) -> str:
     return f"da:deploy-ctx:{handle}"
 
 
+def deploy_context(redis: Any, handle: str) -> dict[str, Any] | None:
+    """What a deploy's request recorded about itself (project, the thread it came from, who
+    asked), for whoever later needs to tell that thread something (tasks/incidents)."""
+    raw = redis.get(_context_key(handle)) if handle else None
+    return orjson.loads(raw) if raw else None
+
+
 def _postmortem_key(deploy_id: str) -> str:
     return f"da:deploy-postmortem:{deploy_id}"
 

@@ -21,6 +21,7 @@ BUILTIN_MODULES = (
     "tasks.handlers.classify_labels",
     "tasks.handlers.chatops",
     "tasks.handlers.deployment_status",
+    "tasks.incidents.handler",
 )
 
 
