@@ -1,4 +1,5 @@
-"""The import graph: no cycles between modules, and arrows that point one way between layers.
+"""The import graph: no cycles between modules, and arrows that point one way between layers
+and between features.
 
 Entry points (cli, worker, wiring, webhooks) may import anything; features (ci, chatops, deploy,
 incidents, infra) import the shared layer and each other without cycles; the shared layer
@@ -14,6 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY = {"tasks.cli", "tasks.worker", "tasks.wiring", "webhooks"}
 FEATURES = {"tasks.ci", "tasks.chatops", "tasks.deploy", "tasks.incidents", "tasks.infra"}
+# Among features, arrows point down this list: ChatOps commands drive the others; CI failures,
+# incidents and infrastructure plans use deploys; deploys use no other feature.
+FEATURE_RANK = {"tasks.chatops": 2, "tasks.ci": 1, "tasks.incidents": 1, "tasks.infra": 1,
+                "tasks.deploy": 0}
 SHARED = {"tasks.gitlab", "tasks.intake", "tasks.engine", "tasks.config", "tasks.platform"}
 # (importer, imported): each with the reason it is allowed.
 EXCEPTIONS = {
@@ -83,6 +88,17 @@ def test_arrows_point_one_way():
     upward = sorted((m, d) for m, deps in GRAPH.items() for d in deps
                     if rank[layer(d)] > rank[layer(m)] and (m, d) not in EXCEPTIONS)
     assert upward == []
+
+
+def feature(module: str) -> str | None:
+    return next((f for f in FEATURES if module == f or module.startswith(f + ".")), None)
+
+
+def test_features_depend_on_each_other_one_way():
+    wrong = sorted((m, d) for m, deps in GRAPH.items() for d in deps
+                   if feature(m) and feature(d) and feature(m) != feature(d)
+                   and FEATURE_RANK[feature(d)] >= FEATURE_RANK[feature(m)])
+    assert wrong == []
 
 
 def test_the_checks_see_the_code():

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from werkzeug.exceptions import HTTPException
 
 from tasks.config.settings import Settings, load_settings, signing_key_bytes
+from tasks.incidents import intake as alert_intake
 from tasks.intake.inbox import Inbox
 from tasks.intake.kinds import OBJECT_KINDS, kind_of
 from tasks.platform import audit, metrics
@@ -82,6 +83,18 @@ class _Key:
 
     def __repr__(self) -> str:
         return "_Key(**********)"
+
+
+class _Secrets:
+    """Configured secrets, kept out of the view function's locals (as `_Key` is)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: list[str]) -> None:
+        self.values = values
+
+    def __repr__(self) -> str:
+        return f"_Secrets({len(self.values)} x **********)"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -198,6 +211,64 @@ def create_app(settings: Settings | None = None) -> Flask:
             log.info("queued", extra={"delivery_id": accepted.delivery_id, "bytes": len(body),
                                       "bound_to": bound_to})
             return reply(202, status="queued", delivery_id=accepted.delivery_id)
+
+    alert_tokens = _Secrets([t.value for t in settings.alertmanager_tokens])
+    alert_basic = _Secrets([settings.alertmanager_basic_auth.value]
+                           if settings.alertmanager_basic_auth else [])
+
+    @app.post("/webhooks/alertmanager")
+    def receive_alerts() -> Response:
+        """Alertmanager's webhook: authenticate, check, record through the same inbox as GitLab
+        hooks (deduplicated by group, status and alerts), acknowledge; a worker handles it."""
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        label = alert_intake.KIND
+        try:
+            scheme = alert_intake.check_auth(req.headers.get("Authorization"), alert_tokens.values,
+                                             alert_basic.values)
+        except alert_intake.AuthError as exc:
+            metrics.VERIFICATION_FAILURES.labels(reason="alertmanager_" + exc.reason).inc()
+            answer = refuse(401, label, exc.reason, str(exc))
+            answer.headers["WWW-Authenticate"] = 'Bearer realm="devops-agent", Basic realm="devops-agent"'
+            return answer
+        if req.mimetype not in JSON_TYPES:
+            return refuse(415, label, "content_type",
+                          f"Content-Type must be application/json, not {req.mimetype[:100] or 'empty'!r}")
+        limit = settings.alertmanager_max_body_bytes
+        length = req.content_length
+        if length is not None and length > limit:
+            return refuse(413, label, "too_large", f"body of {length} bytes exceeds the limit of {limit}")
+        try:
+            body = read_body(limit)
+        except BodyError as exc:
+            return refuse(400, label, "bad_body", f"the body could not be read ({exc})")
+        if body is None or len(body) > limit:
+            return refuse(413, label, "too_large", f"body exceeds the limit of {limit} bytes")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return refuse(400, label, "bad_json", f"body is not valid JSON: {exc.msg}")
+        try:
+            alert_intake.validate(payload)
+        except alert_intake.PayloadError as exc:
+            return refuse(exc.status, label, "bad_payload", str(exc))
+        key = alert_intake.dedup_key(payload)
+        meta = {"bound_to": "alertmanager", "auth": scheme,
+                "User-Agent": req.headers.get("User-Agent", "")[:200]}
+        try:
+            accepted = inbox.accept(event=alert_intake.EVENT, kind=alert_intake.KIND, body=body,
+                                    idempotency_key=key, meta=meta)
+        except redis.RedisError as exc:
+            log.error("broker unreachable: %s: %s", type(exc).__name__, exc)
+            metrics.DELIVERIES.labels(event=label, outcome="unavailable").inc()
+            return reply(503, status="unavailable",
+                         error="the queue is unreachable; the notification was not accepted")
+        if accepted.duplicate:
+            metrics.DELIVERIES.labels(event=label, outcome="duplicate").inc()
+            return reply(200, status="duplicate", delivery_id=accepted.delivery_id)
+        metrics.DELIVERIES.labels(event=label, outcome="queued").inc()
+        log.info("queued", extra={"delivery_id": accepted.delivery_id, "bytes": len(body),
+                                  "alerts": len(payload["alerts"])})
+        return reply(202, status="queued", delivery_id=accepted.delivery_id)
 
     @app.get("/healthz")
     def healthz() -> Response:

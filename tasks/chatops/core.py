@@ -15,9 +15,10 @@ from typing import Any
 from tasks.config.agent import AgentConfig
 from tasks.deploy.gates import evaluate
 from tasks.deploy.requests import DeployRequest, Ticket
-from tasks.deploy.store import DeployStore
-from tasks.deploy.verdicts import Verdict, verdict
+from tasks.deploy.thread_status import conclude, in_progress, progress, status_lock  # noqa: F401
+from tasks.deploy.verdicts import verdict
 from tasks.gitlab.comments import upsert_comment
+from tasks.gitlab.replies import reply_body
 from tasks.platform import audit
 from tasks.platform.handlers import CommandHelp
 from tasks.platform.store import Store
@@ -25,7 +26,7 @@ from tasks.platform.store import Store
 log = logging.getLogger("devops_agent.chatops")
 
 COMMAND_MODULES = ("deploy", "checklist", "approve", "rollback", "promote", "retry", "classify",
-                   "status", "lock", "help")
+                   "status", "lock", "plan", "apply", "help")
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,6 @@ class Invocation:
         return self.mr_source_branch or self.default_branch
 
 
-def reply_body(line: str | None, username: str | None, text: str) -> str:
-    """A reply: the command quoted, then the answer addressed to whoever gave it."""
-    quoted = "\n".join("> " + text_line for text_line in line.splitlines()) if line else ""
-    who = f"@{username} " if username else ""
-    return f"{quoted}\n\n{who}{text}".strip()
 
 
 def split_force(args: tuple[str, ...]) -> tuple[tuple[str, ...], str | None, str | None]:
@@ -190,55 +186,9 @@ def request_action(inv: Invocation, action: str, env: str, *, ref: str | None = 
     return ticket.status
 
 
-def status_lock(redis: Any, project: int | str, kind: str, iid: int, env: str) -> Any:
-    """Serialises what one issue or MR shows about one environment (its replies' state and its
-    status label): news written late never overwrites a verdict written meanwhile."""
-    return DeployStore(redis).reply_lock(project, kind, iid, env, ttl=10.0, wait=30.0)
 
 
-def in_progress(gitlab: Any, redis: Any, config: AgentConfig, project: int | str, kind: str,
-                iid: int, env: str, text: str, reply: Callable[[str], Any], *,
-                still_running: Callable[[], bool], trigger_label: str | None = None) -> bool:
-    """A request is under way: its issue carries the `deploying` label (the environment's other
-    status labels and the trigger label removed) and its reply says `text`, both only while
-    `still_running()`. Once it ended, the worker that ended it writes the verdict instead."""
-    labels = config.labels
-    with status_lock(redis, project, kind, iid, env):
-        if not still_running():
-            if trigger_label:
-                gitlab.remove_labels(project, kind, iid, [trigger_label])
-            return False
-        deploying = labels.name("deploying", env)
-        gitlab.relabel(project, kind, iid, add=[deploying],
-                       remove=[x for x in labels.status_labels(env) if x != deploying]
-                       + ([trigger_label] if trigger_label else []))
-        reply(f"🚀 {text}")
-    return True
 
 
-def progress(redis: Any, project: int | str, kind: str, iid: int, env: str, text: str,
-             reply: Callable[[str], Any], *, still_running: Callable[[], bool]) -> bool:
-    """News while a request runs (no label change), dropped once it has ended."""
-    with status_lock(redis, project, kind, iid, env):
-        if not still_running():
-            return False
-        reply(f"🚀 {text}")
-    return True
 
 
-def conclude(gitlab: Any, redis: Any, config: AgentConfig, project: int | str, kind: str,
-             iid: int, env: str, done: Verdict, text: str, reply: Callable[[str], Any], *,
-             trigger_label: str | None = None) -> None:
-    """A verdict (tasks/deploy/verdicts.py): the status label it names replaces the
-    environment's others (one at a time, on Free as on Premium), then the reply says `text`.
-    Labels first: whoever waits for the verdict in the thread sees final labels."""
-    labels = config.labels
-    extra = [trigger_label] if trigger_label else []
-    with status_lock(redis, project, kind, iid, env):
-        if done.label:
-            keep = labels.name(done.label, env)
-            gitlab.relabel(project, kind, iid, add=[keep],
-                           remove=[x for x in labels.status_labels(env) if x != keep] + extra)
-        elif extra:
-            gitlab.remove_labels(project, kind, iid, extra)
-        reply(text)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from tasks.chatops.core import COMMANDS, Invocation, load_commands
-from tasks.chatops.parse import MAX_COMMANDS_PER_NOTE, parse_commands, parse_note
 from tasks.ci.triage import not_actionable
 from tasks.gitlab.client import GitLabError, NotFound
 from tasks.gitlab.facts import note_facts, noteable_facts
+from tasks.gitlab.note_commands import MAX_COMMANDS_PER_NOTE, parse_commands, parse_note
 from tasks.platform.handlers import HelpRecord, handler
 from tasks.platform.store import Store
 

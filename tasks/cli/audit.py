@@ -9,8 +9,10 @@ import sys
 import orjson
 
 from tasks.config.settings import ConfigError, load_settings
+from tasks.intake.inbox import Inbox, record_key
 from tasks.platform import audit
 from tasks.platform.audit import parse_since
+from tasks.platform.store import redis_client
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _store(args: argparse.Namespace):
     # Lazy, like Inbox below: the Redis client library loads only for the commands that read
     # the store (every command's module is imported to register its arguments).
-    from tasks.platform.store import redis_client
 
     settings = load_settings(require_secret=False)
     if not settings.redis_url:
@@ -44,7 +45,6 @@ def _store(args: argparse.Namespace):
 
 
 def deliveries(args: argparse.Namespace) -> int:
-    from tasks.intake.inbox import Inbox, record_key  # lazy: see _store
 
     try:
         since = parse_since(args.since)

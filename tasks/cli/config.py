@@ -15,6 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from tasks.ci.rules import RulesError, load_table
+from tasks.config.agent import load_config
+from tasks.config.settings import ConfigError, describe_settings, load_settings
+
 EXIT_OK = 0
 EXIT_INVALID = 2
 
@@ -33,8 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def check(args: argparse.Namespace) -> int:
     # The same loaders start-up calls (tasks/cli/serve.py); imported here so registering the
     # command costs nothing for the others.
-    from tasks.config.agent import load_config
-    from tasks.config.settings import ConfigError, describe_settings, load_settings
 
     env = dict(os.environ)
     if args.config is not None:
@@ -54,8 +58,6 @@ def check(args: argparse.Namespace) -> int:
         problems.append(str(exc))
     rules_count = None
     if settings is not None:
-        from tasks.ci.rules import RulesError, load_table
-
         try:
             rules_count = len(load_table(settings.rules_file).rules)
         except RulesError as exc:
@@ -75,7 +77,6 @@ def check(args: argparse.Namespace) -> int:
     out.write(f"\nRules table: {rules_count} rules"
               f" ({'default + ' + str(settings.rules_file) if settings.rules_file else 'default'})\n")
     out.write(f"\nYAML configuration: {config_path if config_path else 'none (the defaults)'}\n")
-    import yaml
 
     dumped = config.model_dump(mode="json")
     text = yaml.safe_dump(_effective(dumped), sort_keys=False, default_flow_style=False, width=100)

@@ -30,11 +30,15 @@ import logging
 import re
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from tasks.config.base import StrictModel as _Model
 from tasks.config.environments import EnvironmentConfig, parse_environments
 from tasks.config.errors import ConfigError
+from tasks.config.incidents import IncidentsConfig
+from tasks.config.pipeline_fixes import PipelineFixes
 from tasks.config.yamlfile import MAX_CONFIG_BYTES, Document, load
 
 __all__ = ["MAX_CONFIG_BYTES", "AgentConfig", "ChatOps", "ConfigError", "DenyWindow", "EnvAccess",
@@ -48,8 +52,6 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WHEN = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\s+([01]\d|2[0-3]):([0-5]\d)$")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DenyWindow(_Model):
@@ -69,7 +71,6 @@ class DenyWindow(_Model):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         try:
             ZoneInfo(v)
@@ -190,76 +191,8 @@ DEFAULT_ACCESS = {
 
 # Categories a `.gitlab-ci.yml` change may answer: the infrastructure ones. Code failures are
 # never among them (a `retry:` would hide a real failure or a flake).
-PIPELINE_FIX_CATEGORIES = ("runner_system_failure", "network_error", "job_timeout")
-PIPELINE_FIX_KINDS = ("retry", "timeout")
 
 
-class PipelineFixes(_Model):
-    """Merge requests that change `.gitlab-ci.yml` when one job keeps failing for one
-    infrastructure reason (tasks/pipeline_fix): `retry:` for runner and platform failures,
-    a raised `timeout:` for jobs that run out of time."""
-
-    enabled: bool = True
-    # `threshold` failures of one job for one reason within `window_days` ask for a change.
-    threshold: int = Field(3, ge=2, le=100)
-    window_days: int = Field(1, ge=1, le=30)
-    kinds: tuple[str, ...] = PIPELINE_FIX_KINDS
-    categories: tuple[str, ...] = PIPELINE_FIX_CATEGORIES
-    # GitLab's own cap for retry:max is 2.
-    retry_max: int = Field(2, ge=1, le=2)
-    # A timeout is raised by `timeout_step` at a time and never above `timeout_max`.
-    timeout_step: str = "30m"
-    timeout_max: str = "3h"
-    # Raise a timeout only when passing runs of the job took at least this share of its limit:
-    # a job that usually takes 5 minutes and then hits a 1 h limit hangs, and more time would
-    # not help.
-    near_limit: float = Field(0.8, gt=0, le=1)
-    # A merge request someone closed is not proposed again for this long.
-    closed_cooldown_days: int = Field(30, ge=1, le=365)
-    labels: tuple[str, ...] = ("devops-agent", "ci-config")
-
-    @field_validator("kinds")
-    @classmethod
-    def _kinds(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [k for k in v if k not in PIPELINE_FIX_KINDS]
-        if unknown:
-            raise ValueError(f"unknown kind(s) {', '.join(unknown)}; expected "
-                             f"{', '.join(PIPELINE_FIX_KINDS)}")
-        return v
-
-    @field_validator("categories")
-    @classmethod
-    def _categories(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [c for c in v if c not in PIPELINE_FIX_CATEGORIES]
-        if unknown:
-            raise ValueError(f"{', '.join(unknown)}: only infrastructure categories "
-                             f"({', '.join(PIPELINE_FIX_CATEGORIES)}) can be fixed in the CI "
-                             "configuration; code failures never are")
-        return v
-
-    @field_validator("timeout_step", "timeout_max")
-    @classmethod
-    def _duration(cls, v: str) -> str:
-        from tasks.gitlab.durations import MAX_TIMEOUT, parse_duration
-
-        seconds = parse_duration(v)
-        if seconds is None or seconds <= 0:
-            raise ValueError("expected a duration such as '30m' or '1h 30m'")
-        if seconds >= MAX_TIMEOUT:
-            raise ValueError("GitLab's job timeout must stay under one month")
-        return v
-
-    @model_validator(mode="after")
-    def _bounds(self) -> PipelineFixes:
-        from tasks.gitlab.durations import parse_duration
-
-        if (parse_duration(self.timeout_step) or 0) > (parse_duration(self.timeout_max) or 0):
-            raise ValueError("timeout_step is larger than timeout_max")
-        return self
-
-    @property
-    def window_seconds(self) -> int:
-        return self.window_days * 86400
 
 
 class AgentConfig(_Model):
@@ -274,6 +207,8 @@ class AgentConfig(_Model):
     # environments with more than `access:`.
     environments: dict[str, Any] = Field(default_factory=dict)
     pipeline_fixes: PipelineFixes = Field(default_factory=PipelineFixes)
+    # Alertmanager alerts → incident issues (tasks/config/incidents.py)
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
 
     def env_access(self, env: str) -> EnvAccess | None:
         return self.access.get(env)
@@ -315,6 +250,12 @@ def load_config(path: Path | str | None) -> AgentConfig:
             parsed = parse_environments({"environments": targets}, doc.path, doc.line)
         except ConfigError as exc:
             problems += [x.strip() for x in str(exc).splitlines()[1:] if x.strip()] or [str(exc)]
+    if config is not None:
+        problems += [f"{doc.where(['environments', name, 'alerts', 'min_severity'])}: "
+                     f"{env.alerts.min_severity!r} is not one of incidents.severity_levels "
+                     f"({', '.join(config.incidents.severity_levels)})"
+                     for name, env in parsed.items()
+                     if config.incidents.severity(env.alerts.min_severity) == "unknown"]
     if problems or config is None:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     return config.model_copy(update={"environments": parsed}) if parsed else config

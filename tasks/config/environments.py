@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasks.config.errors import ConfigError
+from tasks.config.matchers import parse_matcher
+from tasks.deploy.kube import insecure_host
 
 __all__ = ["AutoDeploy", "BlueGreenStrategy", "CanaryStrategy", "ConfigError", "Credentials",
            "EnvironmentConfig", "HealthCheck", "PrometheusCheck", "RollingStrategy",
@@ -150,6 +152,74 @@ class AutoDeploy(_Model):
     min_access_level: int = Field(40, ge=10, le=50, description="GitLab access level for commands")
 
 
+class AlertRollback(_Model):
+    """What an alert may do to this environment (tasks/incidents): with
+    `auto_rollback_on_alert`, an alert that matches every `selector` matcher (Alertmanager's
+    syntax: `alertname=~"High.*"`, `team="shop"`) at `min_severity` or above, firing within
+    `incidents.rollback_window` after a deploy here, rolls that deploy back through the same
+    service and gates as `/devops rollback`, once per incident."""
+
+    auto_rollback_on_alert: bool = False
+    # The project whose deploys run here (id or path), when the alert does not name one.
+    project: str | None = None
+    selector: tuple[str, ...] = ()
+    min_severity: str = "critical"
+
+    @field_validator("selector")
+    @classmethod
+    def _matchers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for text in v:
+            parse_matcher(text)
+        return v
+
+
+class CustomKind(_Model):
+    """A namespaced kind the manifests may hold beyond the built-in list (a CRD's kind)."""
+
+    api_version: str = Field(pattern=r"^[a-z0-9.-]+/v[0-9a-z]+$")
+    kind: str = Field(pattern=r"^[A-Z][A-Za-z0-9]{0,62}$")
+    plural: str = Field(pattern=r"^[a-z][a-z0-9]{0,62}$")
+
+
+class Manifests(_Model):
+    """Kubernetes manifests in the repository, planned and applied from the thread
+    (`plan <env>`, `apply <env>`; README, Infrastructure from the thread)."""
+
+    path: str = Field(description="folder in the repository, e.g. deploy/k8s/staging")
+    kustomize: bool = Field(False, description="render with `kubectl kustomize` instead of "
+                                               "reading *.yaml/*.yml documents")
+    # Every object gets `<label>: <environment>`; objects in the namespace carrying it that
+    # the manifests no longer hold are listed as prune candidates (never deleted).
+    label: str = Field("devops-agent.io/environment",
+                       pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9_.-]{1,63}$")
+    allowed_kinds: tuple[str, ...] | None = Field(
+        None, description="kinds allowed (None: every built-in namespaced kind); "
+                          "cluster-scoped kinds are never allowed")
+    custom_kinds: tuple[CustomKind, ...] = ()
+    plan_access: str = "developer"
+    apply_access: str = "maintainer"
+    plan_ttl: float = Field(3600.0, gt=0, description="seconds a plan can be applied")
+    max_files: int = Field(50, ge=1, le=500)
+    max_file_bytes: int = Field(256 * 1024, ge=1, le=4 * 1024 * 1024)
+    max_total_bytes: int = Field(2 * 1024 * 1024, ge=1, le=16 * 1024 * 1024)
+    max_objects: int = Field(100, ge=1, le=500)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        v = v.strip().strip("/")
+        if not v or "\\" in v or any(part in ("", ".", "..") for part in v.split("/")):
+            raise ValueError("must be a folder inside the repository, e.g. deploy/k8s/staging")
+        return v
+
+    @field_validator("plan_access", "apply_access")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if v.lower() not in ("guest", "reporter", "developer", "maintainer", "owner"):
+            raise ValueError("expected one of guest, reporter, developer, maintainer, owner")
+        return v.lower()
+
+
 class EnvironmentConfig(_Model):
     name: str
     credentials: Credentials = Credentials()
@@ -163,6 +233,8 @@ class EnvironmentConfig(_Model):
     verification: Verification = Verification()
     timings: Timings = Timings()
     auto_deploy: AutoDeploy = AutoDeploy()
+    manifests: Manifests | None = None
+    alerts: AlertRollback = AlertRollback()
 
     @field_validator("namespace", "deployment", "container")
     @classmethod
@@ -247,7 +319,6 @@ def parse_environments(data: dict, source: str,
         raise ConfigError("invalid deploy configuration:\n  " + "\n  ".join(problems))
     for cfg in out.values():
         if cfg.credentials.mode == "host" and not cfg.credentials.verify_ssl:
-            from tasks.deploy.kube import insecure_host  # light: the client loads lazily
 
             insecure_host(cfg.credentials.host or "")
     return out

@@ -5,366 +5,156 @@ may carry a password) may also come from a file, `<NAME>_FILE`, so they never ne
 on a command line. A bad value stops start-up with a message that names the variable and what
 was wrong, never a secret's value. `devops-agent config check` prints what was read and from
 where (tasks/cli/config.py).
+
+This module is over 350 lines on purpose: it is the one list of every setting, one field each,
+which a reader wants in one place. How text becomes a value (converters.py), where values come
+from (sources.py) and the secrets' own types and files (secrets.py) live beside it.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import math
+import base64
 import os
-import re
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BeforeValidator,
-    Field,
-    GetCoreSchemaHandler,
     PrivateAttr,
     ValidationError,
     field_serializer,
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
-from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from tasks.config.converters import (  # noqa: F401
+    _CONTROL,
+    MAX_INT,
+    MAX_VALUE_CHARS,
+    Csv,
+    Flag,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OptionalSecret,
+    Port,
+    PositiveFloat,
+    PositiveInt,
+    _alertmanager_tokens,
+    _basic_auth,
+    _bool,
+    _choice,
+    _csv,
+    _float,
+    _http_url,
+    _int,
+    _log_level,
+    _memory,
+    _non_negative_float,
+    _non_negative_int,
+    _port,
+    _positive_float,
+    _positive_int,
+    _redis_url,
+    _secret,
+    _signing_key,
+    _webhook_secrets,
+)
 from tasks.config.errors import ConfigError
+from tasks.config.secrets import (  # noqa: F401
+    _PATH_GLOB,
+    _PROJECT_ID,
+    MASK,
+    MAX_SECRETS_FILE_BYTES,
+    MIN_SECRET_LENGTH,
+    Secret,
+    SecretBinding,
+    _Entry,
+    _secrets_entries_json,
+    _secrets_entries_yaml,
+    binding_matches,
+    load_secrets_file,
+    mask_url,
+    signing_key_bytes,
+    signing_key_forms,
+    url_password,
+)
+from tasks.config.sources import (
+    EnvironSource,
+    _meta,
+    _SecretsFile,
+    _short,
+    _Unusable,
+    var,
+)
 
 __all__ = ["MB", "ConfigError", "Secret", "SecretBinding", "ServerLimits", "Settings",
            "binding_matches", "describe_settings", "load_secrets_file", "load_settings",
            "server_limits", "signing_key_bytes", "signing_key_forms"]
 
 MB = 1024 * 1024
-MIN_SECRET_LENGTH = 8
-MAX_SECRETS_FILE_BYTES = 1024 * 1024
-# An environment value or a `_FILE` longer than this is a mistake (a whole file pasted in, a
-# binary mounted by accident), not a setting; refused before any parsing looks at it.
-MAX_VALUE_CHARS = 64 * 1024
-# Counts, sizes and seconds end up in Redis (64-bit signed) and in socket timeouts.
-MAX_INT = 2**63 - 1
-MASK = "**********"
-# What a binding may name: `*` (every project: the same as WEBHOOK_SECRET), a numeric project
-# id, or a project/group path whose segments may hold the glob characters `*` and `?`.
-_PROJECT_ID = re.compile(r"[1-9][0-9]{0,18}")
-_PATH_GLOB = re.compile(r"[A-Za-z0-9_.+*?-]+(/[A-Za-z0-9_.+*?-]+)+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-@dataclass(frozen=True)
-class Secret:
-    """A string that never shows its value in repr(), logs, tracebacks or model dumps."""
-
-    value: str = field(repr=False)
-
-    def __repr__(self) -> str:
-        return f"Secret('{MASK}')"
-
-    __str__ = __repr__
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler
-                                     ) -> core_schema.CoreSchema:
-        def build(v: Any) -> Secret:
-            if isinstance(v, Secret):
-                return v
-            if isinstance(v, str):
-                return Secret(v)
-            raise ValueError("expected a string")
-
-        return core_schema.no_info_plain_validator_function(
-            build, serialization=core_schema.plain_serializer_function_ser_schema(lambda _: MASK))
 
 
-@dataclass(frozen=True)
-class SecretBinding:
-    """Secret tokens (several while rotating) that may speak for the projects `pattern` names.
-
-    `pattern` is `*` (any project: the global WEBHOOK_SECRET), a numeric project id (`42`), or a
-    path glob matched case-insensitively against `project.path_with_namespace`, where `*` also
-    crosses `/` (`acme/*` is every project in the acme group and its subgroups).
-    """
-
-    pattern: str
-    secrets: tuple[Secret, ...] = field(repr=False)
-    line: int = 0  # where it was declared in WEBHOOK_SECRETS_FILE (0: WEBHOOK_SECRET)
-
-    def matches(self, path: str | None, project_id: int | None) -> bool:
-        return binding_matches(self.pattern, path, project_id)
 
 
-def binding_matches(pattern: str, path: str | None, project_id: int | None) -> bool:
-    """Does a binding's pattern cover this project? An id binding matches only the id, a path
-    glob only the path; `*` matches every delivery, even one that names no project."""
-    if pattern == "*":
-        return True
-    if pattern.isdigit():
-        return project_id is not None and not isinstance(project_id, bool) \
-            and str(project_id) == pattern
-    if not path:
-        return False
-    return fnmatch.fnmatchcase(path.lower(), pattern.lower())
 
 
 # --- converters: each takes the environment's text or an already typed value (Settings(...)
 # built in code), so one model serves both; messages say what is expected, not the value.
 
-def _bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    v = str(raw).strip().lower()
-    if v in {"1", "true", "yes", "on"}:
-        return True
-    if v in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
 
 
-def _int(raw: Any) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-        raise ValueError("expected a whole number")
-    n = int(raw)  # int(" 12 ") and int("1_000") are accepted, as before
-    if n > MAX_INT:
-        raise ValueError(f"too large (at most {MAX_INT})")
-    return n
 
 
-def _positive_int(raw: Any) -> int:
-    n = _int(raw)
-    if n <= 0:
-        raise ValueError("must be a positive whole number")
-    return n
 
 
-def _non_negative_int(raw: Any) -> int:
-    n = _int(raw)
-    if n < 0:
-        raise ValueError("must be zero or a positive whole number")
-    return n
 
 
-def _float(raw: Any) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-        raise ValueError("expected a number")
-    n = float(raw)
-    # inf would pass `> 0` and then wait forever; nan fails every comparison silently
-    if not math.isfinite(n):
-        raise ValueError("must be a finite number")
-    return n
 
 
-def _positive_float(raw: Any) -> float:
-    n = _float(raw)
-    if not n > 0:
-        raise ValueError("must be a positive number")
-    return n
 
 
-def _non_negative_float(raw: Any) -> float:
-    n = _float(raw)
-    if not n >= 0:
-        raise ValueError("must be zero (off) or a positive number")
-    return n
 
 
-def _csv(raw: Any) -> tuple[str, ...]:
-    if isinstance(raw, (tuple, list)):
-        return tuple(str(p) for p in raw)
-    return tuple(p.strip() for p in str(raw).split(",") if p.strip())
 
 
-def _port(raw: Any) -> int:
-    n = _int(raw)
-    if not 1 <= n <= 65535:
-        raise ValueError("expected a TCP port (1-65535)")
-    return n
 
 
-def _log_level(raw: Any) -> str:
-    v = str(raw).strip().upper()
-    if v not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    return v
 
 
-def _http_url(raw: Any) -> str:
-    v = str(raw).strip().rstrip("/")
-    if not (v.startswith("https://") or v.startswith("http://")):
-        raise ValueError("expected an http(s):// URL")
-    return v
 
 
-def _redis_url(raw: Any) -> str:
-    # The message never repeats the value: it may hold the password.
-    v = str(raw).strip()
-    if not re.match(r"(rediss?|unix)://", v):
-        raise ValueError("expected a redis://, rediss:// or unix:// URL")
-    return v
 
 
-def _memory(raw: Any) -> str:
-    v = str(raw).strip().lower()
-    if not re.fullmatch(r"[1-9][0-9]{0,15}(b|k|kb|m|mb|g|gb)?", v):
-        raise ValueError("expected a size such as 1gb, 512mb or 1073741824")
-    return v
 
 
-def _choice(*options: str) -> BeforeValidator:
-    def check(raw: Any) -> str:
-        v = str(raw).strip().lower()
-        if v not in options:
-            raise ValueError(f"expected {' or '.join(options)}")
-        return v
-    return BeforeValidator(check)
 
 
-def _webhook_secrets(raw: Any) -> tuple[Secret, ...]:
-    if isinstance(raw, (tuple, list)):  # typed values given in code (tests): taken as they are
-        return tuple(s if isinstance(s, Secret) else Secret(str(s)) for s in raw)
-    secrets = tuple(Secret(s) for s in _csv(raw))
-    if any(len(s.value) < MIN_SECRET_LENGTH for s in secrets):
-        raise ValueError(f"every secret must be at least {MIN_SECRET_LENGTH} characters long")
-    return secrets
 
 
-def _signing_key(raw: Any) -> Secret | None:
-    if raw is None:
-        return None
-    value = raw.value if isinstance(raw, Secret) else str(raw)
-    signing_key_bytes(value)
-    return Secret(value)
 
 
-def _secret(raw: Any) -> Secret | None:
-    if raw is None or isinstance(raw, Secret):
-        return raw
-    return Secret(str(raw))
 
 
-PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
-NonNegativeInt = Annotated[int, BeforeValidator(_non_negative_int)]
-PositiveFloat = Annotated[float, BeforeValidator(_positive_float)]
-NonNegativeFloat = Annotated[float, BeforeValidator(_non_negative_float)]
-Csv = Annotated[tuple[str, ...], BeforeValidator(_csv)]
-Flag = Annotated[bool, BeforeValidator(_bool)]
-Port = Annotated[int, BeforeValidator(_port)]
-OptionalSecret = Annotated[Secret | None, BeforeValidator(_secret)]
 
 
-def var(name: str, default: Any = None, *, secret: bool = False, file: bool | None = None,
-        masked: bool = False, keep_empty: bool = False, doc: str = "") -> Any:
-    """A field read from the environment variable `name`.
-
-    secret: never shown, never repeated in an error; `<name>_FILE` may hold it instead.
-    masked: shown with its password hidden and never repeated in an error (a URL).
-    keep_empty: an empty value means something (e.g. "off") instead of "unset"."""
-    extra: dict[str, Any] = {"env": name, "secret": secret,
-                             "file": secret if file is None else file,
-                             "masked": masked or secret, "keep_empty": keep_empty}
-    return Field(default, json_schema_extra=extra, description=doc or None)
 
 
-def _meta(info: FieldInfo) -> dict[str, Any] | None:
-    extra = info.json_schema_extra
-    return extra if isinstance(extra, dict) and "env" in extra else None
 
 
-class _Unusable:
-    """Stands in for a value the source could not read (a `_FILE` that is missing, empty, too
-    large); the field's validator turns it into an error naming the variable, so every problem
-    is reported in one pass together with pydantic's own."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-    def __repr__(self) -> str:
-        return "<unusable>"
 
 
-@dataclass(frozen=True)
-class _SecretsFile:
-    path: Path
 
 
-class EnvironSource(PydanticBaseSettingsSource):
-    """Reads each field's variable from `environ` (default os.environ), and `<NAME>_FILE` for
-    the fields that allow it; records where each value came from for `config check`.
 
-    Why not pydantic-settings' own EnvSettingsSource and `secrets_dir`: `secrets_dir` reads files
-    named after the field from one directory and passes over a missing one in silence, while
-    Kubernetes and Docker secrets are mounted wherever the operator chose and `<NAME>_FILE`
-    (as in the official postgres and redis images) is what we document: a `_FILE` that names
-    nothing must stop start-up. Our own source also treats an empty variable as unset (as
-    before), refuses oversized values before parsing, and reads any mapping, so tests and
-    `replay` pass their own environment without touching os.environ."""
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None
-                 ) -> None:
-        super().__init__(settings_cls)
-        self.environ = os.environ if environ is None else environ
-        self.origins: dict[str, str] = {}  # field -> "environment" or "file <path>"
-        self.raw: dict[str, str] = {}      # field -> the text read (for messages, non-secrets only)
 
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self._read(field_name, field), field_name, False
 
-    def _read(self, name: str, info: FieldInfo) -> Any:
-        meta = _meta(info)
-        if meta is None:
-            return None
-        var_name: str = meta["env"]
-        direct = self.environ.get(var_name)
-        path = self.environ.get(f"{var_name}_FILE") if meta["file"] else None
-        if direct and path:
-            return _Unusable(f"{var_name} and {var_name}_FILE are both set; keep one")
-        if path:
-            self.origins[name] = f"file {path}"
-            return self._read_file(var_name, path)
-        if direct is None or (direct == "" and not meta["keep_empty"]):
-            return None
-        self.origins[name] = "environment"
-        if len(direct) > MAX_VALUE_CHARS:
-            return _Unusable(f"longer than {MAX_VALUE_CHARS} characters")
-        if not meta["secret"] and _CONTROL.search(direct):
-            return _Unusable("contains control characters (a line break, a tab, NUL...)")
-        self.raw[name] = direct
-        return direct
-
-    @staticmethod
-    def _read_file(var_name: str, path: str) -> Any:
-        where = f"{var_name}_FILE"
-        try:
-            with open(path, "rb") as f:
-                data = f.read(MAX_VALUE_CHARS + 1)
-        except OSError as exc:
-            return _Unusable(f"{where}: cannot read {path}: {exc.strerror}")
-        if len(data) > MAX_VALUE_CHARS:
-            return _Unusable(f"{where}: {path} is larger than {MAX_VALUE_CHARS} bytes")
-        try:
-            # A trailing newline (echo, most editors, `kubectl create secret --from-file`) is
-            # not part of the secret; nor is surrounding space.
-            text = data.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            return _Unusable(f"{where}: {path} is not UTF-8 text")
-        if not text:
-            # A mount that came up empty; carrying on as if unset would hide it.
-            return _Unusable(f"{where}: {path} is empty")
-        return text
-
-    def __call__(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, info in self.settings_cls.model_fields.items():
-            value = self._read(name, info)
-            if value is not None:
-                out[name] = value
-        if "webhook_secrets_file" in out and isinstance(out["webhook_secrets_file"], str):
-            out["webhook_bindings"] = _SecretsFile(Path(out["webhook_secrets_file"]))
-            self.origins["webhook_bindings"] = f"file {out['webhook_secrets_file']}"
-        return out
 
 
 # load_settings hands its source (and so its environment) to Settings() through this.
@@ -421,6 +211,13 @@ class Settings(BaseSettings):
     handlers: Csv = var("HANDLERS", ())
     extra_handler_modules: Csv = var("EXTRA_HANDLER_MODULES", ())
     audit_token: OptionalSecret = var("AUDIT_TOKEN", secret=True)
+    # The Alertmanager receiver (POST /webhooks/alertmanager): Bearer tokens (several while
+    # rotating) and/or one `user:password` for basic auth; refused while neither is set.
+    alertmanager_tokens: Annotated[tuple[Secret, ...], BeforeValidator(_alertmanager_tokens)] = var(
+        "ALERTMANAGER_TOKEN", (), secret=True)
+    alertmanager_basic_auth: Annotated[Secret | None, BeforeValidator(_basic_auth)] = var(
+        "ALERTMANAGER_BASIC_AUTH", secret=True)
+    alertmanager_max_body_bytes: PositiveInt = var("ALERTMANAGER_MAX_BODY_BYTES", 1 * MB)
     # Reacting to failures
     retry_budget: NonNegativeInt = var("RETRY_BUDGET", 2)  # GitLab's own `retry:` cap per job
     # more failed jobs than this in one pipeline: an outage
@@ -510,9 +307,12 @@ class Settings(BaseSettings):
         hex and its bytes repr (what a traceback or a `%r` would show)."""
         out = [s.value for s in self.webhook_secrets]
         out += [s.value for b in self.webhook_bindings for s in b.secrets]
-        for s in (self.gitlab_token, self.audit_token, self.sentry_dsn):
+        for s in (self.gitlab_token, self.audit_token, self.sentry_dsn,
+                  self.alertmanager_basic_auth, *self.alertmanager_tokens):
             if s is not None:
                 out.append(s.value)
+        if self.alertmanager_basic_auth is not None:  # as the Authorization header carries it
+            out.append(base64.b64encode(self.alertmanager_basic_auth.value.encode()).decode())
         if self.webhook_signing_key is not None:
             out += signing_key_forms(self.webhook_signing_key.value)
         password = url_password(self.redis_url)
@@ -521,16 +321,14 @@ class Settings(BaseSettings):
         return sorted({v for v in out if v}, key=len, reverse=True)
 
 
-def url_password(url: str | None) -> str | None:
-    """The password in `scheme://user:password@host...`, if any."""
-    m = re.match(r"[a-z+]+://[^/@]*?:([^/@]*)@", url or "")
-    return m.group(1) if m and m.group(1) else None
 
 
-def mask_url(url: str) -> str:
-    """`url` with its password (if any) replaced by the mask."""
-    m = re.match(r"([a-z+]+://[^/@]*?:)([^/@]*)(@.*)", url, re.S)
-    return f"{m.group(1)}{MASK}{m.group(3)}" if m and m.group(2) else url
+
+
+
+
+
+
 
 
 def _field_var(name: str) -> str:
@@ -538,10 +336,6 @@ def _field_var(name: str) -> str:
         return "WEBHOOK_SECRETS_FILE"
     meta = _meta(Settings.model_fields[name]) if name in Settings.model_fields else None
     return meta["env"] if meta else name
-
-
-def _short(raw: str) -> str:
-    return raw if len(raw) <= 80 else raw[:77] + "..."
 
 
 def _problems(exc: ValidationError, source: EnvironSource) -> list[str]:
@@ -661,168 +455,13 @@ def server_limits(env: Mapping[str, str] | None = None) -> ServerLimits:
     return ServerLimits(**out)
 
 
-def load_secrets_file(path: Path) -> tuple[SecretBinding, ...]:
-    """WEBHOOK_SECRETS_FILE: a YAML (or, named *.json, JSON) mapping of project patterns to one
-    secret or a list of them. Errors name the file, the line and the pattern, never a secret.
-
-        acme/*: [new-secret-for-acme, old-secret-for-acme]   # the group and its subgroups
-        acme/shop: shop-secret                               # one project
-        "42": secret-of-project-42                           # a project id (id-only hooks)
-    """
-    from tasks.config.yamlfile import read_text
-
-    text = read_text(path, "WEBHOOK_SECRETS_FILE", MAX_SECRETS_FILE_BYTES)
-    if path.suffix.lower() == ".json":
-        entries = _secrets_entries_json(path, text)
-    else:
-        entries = _secrets_entries_yaml(path, text)
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    out: list[SecretBinding] = []
-    for pattern, line, items in entries:
-        where = f"{path}:{line}: {pattern}"
-        if not (pattern == "*" or _PROJECT_ID.fullmatch(pattern) or _PATH_GLOB.fullmatch(pattern)):
-            hint = (f" (for the group, write {pattern}/*)" if re.fullmatch(r"[A-Za-z0-9_.+-]+", pattern)
-                    and not pattern.isdigit() else "")
-            problems.append(f"{path}:{line}: {pattern[:80]!r}: not a project path, a group glob "
-                            f"(acme/*) or a numeric project id{hint}")
-            continue
-        key = pattern.lower()
-        if key in seen:
-            problems.append(f"{where}: listed twice (first on line {seen[key]})")
-            continue
-        seen[key] = line
-        if isinstance(items, str):
-            problems.append(f"{where}: {items}")
-            continue
-        if not items:
-            problems.append(f"{where}: no secret given")
-            continue
-        secrets = []
-        for n, (value, item_line) in enumerate(items, 1):
-            label = f"{path}:{item_line}: {pattern}" + (f" secret {n}" if len(items) > 1 else "")
-            if value is None:
-                problems.append(f"{label}: expected a secret (a string)")
-            elif len(value) < MIN_SECRET_LENGTH:
-                problems.append(f"{label}: shorter than {MIN_SECRET_LENGTH} characters")
-            elif value != value.strip() or "," in value:
-                problems.append(f"{label}: has surrounding spaces or a comma")
-            else:
-                secrets.append(Secret(value))
-        out.append(SecretBinding(pattern, tuple(secrets), line))
-    if not entries and not problems:
-        problems.append(f"{path}:1: no bindings: expected a mapping of project patterns to secrets")
-    if problems:
-        raise ConfigError("invalid WEBHOOK_SECRETS_FILE:\n  - " + "\n  - ".join(problems))
-    return tuple(out)
 
 
-_Entry = tuple[str, int, "list[tuple[str | None, int]] | str"]
 
 
-def _secrets_entries_yaml(path: Path, text: str) -> list[_Entry]:
-    from yaml.nodes import MappingNode, ScalarNode, SequenceNode
-
-    from tasks.config.yamlfile import YamlSyntaxError, compose
-
-    try:
-        node = compose(text)
-    except YamlSyntaxError as exc:
-        # the problem text names a token kind, never the offending value
-        raise ConfigError(f"{path}:{exc.line or 1}: {exc.message}") from None
-    if node is None:
-        return []
-    if not isinstance(node, MappingNode):
-        raise ConfigError(f"{path}:{node.start_mark.line + 1}: the top level must be a mapping of "
-                          "project patterns to secrets")
-    out: list[_Entry] = []
-    for key, value in node.value:
-        line = key.start_mark.line + 1
-        if not isinstance(key, ScalarNode):
-            out.append(("?", line, "a pattern must be a plain string"))
-            continue
-        pattern = key.value.strip()
-
-        def scalar(n: Any) -> str | None:
-            if isinstance(n, ScalarNode) and not (n.tag.endswith(":null") and n.value in
-                                                  ("", "~", "null", "Null", "NULL")):
-                return n.value
-            return None
-
-        if isinstance(value, SequenceNode):
-            out.append((pattern, line, [(scalar(v), v.start_mark.line + 1) for v in value.value]))
-        elif isinstance(value, ScalarNode):
-            v = scalar(value)
-            out.append((pattern, line, [] if v is None else [(v, value.start_mark.line + 1)]))
-        else:
-            out.append((pattern, line, "expected a secret or a list of secrets"))
-    return out
 
 
-def _secrets_entries_json(path: Path, text: str) -> list[_Entry]:
-    import json
-
-    try:
-        pairs = json.loads(text, object_pairs_hook=lambda p: p)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    if not isinstance(pairs, list):
-        raise ConfigError(f"{path}:1: the top level must be an object of project patterns to "
-                          "secrets")
-    out: list[_Entry] = []
-    pos = 0
-    for pattern, value in pairs:
-        # Keys come in document order: the line is where this key is written after the last one.
-        m = re.compile(re.escape(json.dumps(pattern)) + r"\s*:").search(text, pos)
-        if m:
-            pos = m.end()
-        line = text.count("\n", 0, m.start() if m else pos) + 1
-        pattern = pattern.strip()
-        if value is None:
-            out.append((pattern, line, []))
-        elif isinstance(value, str):
-            out.append((pattern, line, [(value, line)]))
-        elif isinstance(value, list) and all(v is None or isinstance(v, (str, int, float))
-                                             for v in value):
-            out.append((pattern, line, [(v if isinstance(v, str) else None, line) for v in value]))
-        else:
-            out.append((pattern, line, "expected a secret or a list of secrets"))
-    return out
 
 
-def signing_key_forms(raw: str) -> list[str]:
-    """The signing secret as configured and in the forms its key could be printed in."""
-    import base64
-
-    out = [raw, raw.strip()]
-    body = raw.strip().removeprefix("whsec_")
-    out.append(body)
-    try:
-        key = signing_key_bytes(raw)
-    except ValueError:
-        return [v for v in out if v]
-    r = repr(key)
-    out += [r, r[2:-1], key.hex(), key.hex().upper(), base64.b64encode(key).decode(),
-            base64.urlsafe_b64encode(key).decode(), base64.b64encode(key).decode().rstrip("="),
-            str(list(key))[1:-1]]
-    text = key.decode("latin-1")
-    if len(text.strip()) >= 8:
-        out.append(text)  # a key of printable bytes shows as itself
-    return [v for v in out if v]
 
 
-def signing_key_bytes(raw: str) -> bytes:
-    """Decode a Standard Webhooks signing secret (`whsec_<base64>`) into the HMAC key."""
-    import base64
-    import binascii
-
-    body = raw.strip()
-    if body.startswith("whsec_"):
-        body = body[len("whsec_"):]
-    try:
-        key = base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("expected whsec_ followed by base64 (as GitLab shows it)") from None
-    if len(key) < 16:
-        raise ValueError("the decoded key is shorter than 16 bytes")
-    return key

@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 
-from tasks.chatops.core import conclude, progress, reply_body
 from tasks.config.agent import AgentConfig
 from tasks.deploy import keys
 from tasks.deploy.model import DeployError, DeployNotFound
@@ -28,9 +27,11 @@ from tasks.deploy.requests import DeployRequest, Ticket
 from tasks.deploy.revisions import describe
 from tasks.deploy.service import DeployService
 from tasks.deploy.store import DeployStore
+from tasks.deploy.thread_status import conclude, progress
 from tasks.deploy.verdicts import aborted_by, detail, outcome, verdict
 from tasks.engine.items import Outcome, run_item
 from tasks.gitlab.comments import upsert_comment
+from tasks.gitlab.replies import reply_body
 from tasks.platform import metrics
 from tasks.platform.store import Store
 
@@ -45,6 +46,13 @@ GITLAB_DEPLOYMENT_STATUS = {"succeeded": "success", "rolled_back": "failed", "fa
 
 def _context_key(handle: str) -> str:
     return keys.context(handle)
+
+
+def deploy_context(redis: Any, handle: str) -> dict[str, Any] | None:
+    """What a deploy's request recorded about itself (project, the thread it came from, who
+    asked), for whoever later needs to tell that thread something (tasks/incidents)."""
+    raw = redis.get(_context_key(handle)) if handle else None
+    return orjson.loads(raw) if raw else None
 
 
 def _postmortem_key(deploy_id: str) -> str:

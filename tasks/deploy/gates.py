@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from tasks.chatops.parse import parse_note
 from tasks.config.agent import ACCESS_LEVELS, DAYS, DenyWindow, EnvAccess
 from tasks.deploy.model import EnvironmentLocked
 from tasks.deploy.store import DeployStore
+from tasks.gitlab.note_commands import parse_note
 
 ACCESS_CACHE_SECONDS = 60
 LEVEL_NAMES = {v: k.capitalize() for k, v in ACCESS_LEVELS.items()}

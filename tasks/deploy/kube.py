@@ -15,7 +15,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,65 @@ class Kube:
         return self._call(f"switch service {namespace}/{name} selector to {selector}",
                           self.core.patch_namespaced_service, name, namespace, ops,
                           **_patch_type(ops, "json"))
+
+
+    # ----- any namespaced object, by its resource path (manifests applied from a repository)
+    # These go through api_client's param_serialize/call_api rather than the typed APIs or the
+    # DynamicClient: the typed APIs exist per kind (a manifest may hold any kind the policy
+    # allows), and the DynamicClient discovers resources with a round of /api and /apis reads
+    # on first use, whereas the policy already names every kind's plural and scope, so one
+    # request per object is all a plan or an apply costs.
+    def _raw(self, operation: str, method: str, path: str, *, query: list | None = None,
+             body: Any = None, content_type: str | None = None) -> dict:
+        api = self._api_client
+
+        def send(_request_timeout: Any = None) -> Any:
+            headers = {"Accept": "application/json"}
+            if content_type:
+                headers["Content-Type"] = content_type
+            request = api.param_serialize(method, path, query_params=query or [],
+                                          header_params=headers, body=body,
+                                          auth_settings=["BearerToken"])
+            response = api.call_api(*request, _request_timeout=_request_timeout)
+            response.read()
+            return api.response_deserialize(response, {"200": "object", "201": "object"}).data
+
+        return self._call(operation, send)
+
+    def get_object(self, api_version: str, plural: str, namespace: str, name: str) -> dict:
+        return self._raw(f"get {plural} {namespace}/{name}", "GET",
+                         resource_path(api_version, plural, namespace, name))
+
+    def list_objects(self, api_version: str, plural: str, namespace: str,
+                     label_selector: str = "", limit: int = 500) -> list[dict]:
+        query: list = [("limit", limit)] + ([("labelSelector", label_selector)] if label_selector else [])
+        result = self._raw(f"list {plural} in {namespace}", "GET",
+                           resource_path(api_version, plural, namespace), query=query)
+        return list(result.get("items") or [])
+
+    def server_side_apply(self, obj: dict, plural: str, *, field_manager: str,
+                          dry_run: bool, force: bool = False) -> dict:
+        """PATCH application/apply-patch+yaml: the API server merges `obj` (the fields this
+        manager has an opinion on) into the live object, or creates it, and answers with the
+        result. `dry_run` (dryRun=All) runs admission and validation and stores nothing: that
+        is what a plan diffs against. Without `force`, fields another manager owns with a
+        different value are refused (KubeConflict) instead of taken over."""
+        meta = obj.get("metadata") or {}
+        ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        query: list = [("fieldManager", field_manager), ("force", "true" if force else "false")]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        # JSON is YAML: the body is sent as JSON under the apply content type, as kubectl does
+        return self._raw(f"{'dry-run ' if dry_run else ''}apply {obj.get('kind')} {ns}/{name}",
+                         "PATCH", resource_path(str(obj.get("apiVersion")), plural, ns, name),
+                         query=query, body=obj, content_type="application/apply-patch+yaml")
+
+
+def resource_path(api_version: str, plural: str, namespace: str, name: str | None = None) -> str:
+    """`/api/v1/namespaces/ns/configmaps/x`, `/apis/apps/v1/namespaces/ns/deployments/x`."""
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{base}/namespaces/{quote(namespace, safe='')}/{plural}"
+    return path + (f"/{quote(name, safe='')}" if name else "")
 
 
 def _patch_type(patch: dict | list, kind: str) -> dict:

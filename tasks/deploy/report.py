@@ -52,12 +52,21 @@ def postmortem(rec: DeployRecord) -> tuple[str, str]:
         "",
         *[f"- {ts(t)} {text}" for t, text in rec.timeline],
         "",
-        "### What went wrong?",
-        "",
-        "_To be filled in by the team._",
-        "",
-        "### How do we prevent it?",
-        "",
-        "_To be filled in by the team._",
+        *reflection_section(),
     ]
     return title, "\n".join(lines)
+
+
+# What every post-mortem asks the team, after a deploy's automatic rollback and after an
+# alert's (tasks/incidents): one list, so both ask the same.
+REFLECTION_QUESTIONS = ("What went wrong?", "How do we prevent it?")
+
+
+def reflection_section() -> list[str]:
+    """The post-mortem's questions, each a heading with room for the team's answer."""
+    lines: list[str] = []
+    for question in REFLECTION_QUESTIONS:
+        if lines:
+            lines.append("")
+        lines += [f"### {question}", "", "_To be filled in by the team._"]
+    return lines

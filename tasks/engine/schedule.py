@@ -43,7 +43,7 @@ BACKOFF_BASE = 2.0
 BACKOFF_MAX = 300.0
 FINISHED = ("done", "invalid", "dead", "failed")
 
-# Task names by item kind (the worker registers them in tasks/worker.py).
+# Task names by item kind (the worker registers them in tasks/worker/shells.py).
 TASKS = {"d": "devops_agent.process_event", "s": "devops_agent.advance_deploy",
          "j": "devops_agent.run_job", "p": "devops_agent.run_periodic"}
 

@@ -23,12 +23,20 @@ from typing import Any, NamedTuple
 import gitlab
 
 from tasks.gitlab.discussions import Discussions
-from tasks.gitlab.errors import Forbidden, GitLabError, GitLabUnavailable, NotFound, RateLimited
+from tasks.gitlab.errors import (
+    FileTooLarge,
+    Forbidden,
+    GitLabError,
+    GitLabUnavailable,
+    NotFound,
+    RateLimited,
+)
+from tasks.gitlab.repository import Repository
 from tasks.gitlab.session import KINDS, ProjectRef
 
 # The errors are raised by every call and imported from here by the callers.
-__all__ = ["KINDS", "Forbidden", "GitLabAdapter", "GitLabError", "GitLabUnavailable", "JobLog",
-           "NotFound", "ProjectRef", "RateLimited"]
+__all__ = ["KINDS", "FileTooLarge", "Forbidden", "GitLabAdapter", "GitLabError", "GitLabUnavailable",
+           "JobLog", "NotFound", "ProjectRef", "RateLimited"]
 
 
 class JobLog(NamedTuple):
@@ -44,7 +52,7 @@ class JobLog(NamedTuple):
 
 
 # -- the adapter -----------------------------------------------------------------------------
-class GitLabAdapter(Discussions):
+class GitLabAdapter(Discussions, Repository):
     """GitLab REST v4 through python-gitlab, with timeouts, bounded retries and typed errors.
 
     `project` arguments take an int id or a full path ("group/proj"). In `dry_run` mode reads

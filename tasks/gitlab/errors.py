@@ -61,3 +61,7 @@ def from_gitlab(message: str, status: int | None, retry_after: float | None = No
     if status is None or status >= 500:
         return GitLabUnavailable(message, status)
     return GitLabError(message, status)
+
+
+class FileTooLarge(GitLabError):
+    """A repository file is larger than the caller's bound; only the bound was read."""

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tasks.intake.alert_model import AlertGroupEvent
+
 
 class EventError(ValueError):
     """The payload does not have the shape GitLab documents for its event kind."""
@@ -185,15 +187,17 @@ class DeploymentEvent(_ProjectEvent):
     user: User | None = None
 
 
-Event = PipelineEvent | JobEvent | MergeRequestEvent | IssueEvent | NoteEvent | DeploymentEvent
+Event = (PipelineEvent | JobEvent | MergeRequestEvent | IssueEvent | NoteEvent | DeploymentEvent
+         | AlertGroupEvent)
 
-_MODELS: dict[str, type[_Model]] = {
+_MODELS: dict[str, type[BaseModel]] = {
     "pipeline": PipelineEvent,
     "job": JobEvent,
     "merge_request": MergeRequestEvent,
     "issue": IssueEvent,
     "note": NoteEvent,
     "deployment": DeploymentEvent,
+    "alert": AlertGroupEvent,  # Alertmanager, through its own endpoint (tasks/incidents)
 }
 
 

@@ -32,3 +32,9 @@ HEADER_FOR_OBJECT_KIND: dict[str, str] = {
 def kind_of(event_header: str) -> str | None:
     """Our event kind for an X-Gitlab-Event header, or None for kinds we do not handle."""
     return EVENT_KINDS.get(event_header.strip())
+
+
+# Alertmanager notifications come through their own endpoint and authentication, never as an
+# X-Gitlab-Event: a GitLab hook secret cannot send one, nor an Alertmanager token a GitLab hook.
+ALERTMANAGER_EVENT = "Alertmanager Webhook"
+ALERT_KIND = "alert"

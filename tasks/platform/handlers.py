@@ -21,6 +21,7 @@ BUILTIN_MODULES = (
     "tasks.ci.classify_labels",
     "tasks.chatops.note_handler",
     "tasks.deploy.deployment_hook",
+    "tasks.incidents.handler",
 )
 
 
@@ -85,6 +86,11 @@ def load_handlers(active: tuple[str, ...] = (), extra_modules: tuple[str, ...] =
             if exc.name == module and module in extra_modules:
                 raise ValueError(f"EXTRA_HANDLER_MODULES: no module named {module!r}") from None
             raise
+    # Handlers run in the order the modules are listed, whatever imported one of them first
+    # (a test, a command module): registration order alone would make it depend on imports.
+    order = {m: i for i, m in enumerate((*BUILTIN_MODULES, *extra_modules))}
+    REGISTRY.handlers = dict(sorted(REGISTRY.handlers.items(),
+                                    key=lambda kv: order.get(kv[1].fn.__module__, len(order))))
     unknown = [name for name in active if name not in REGISTRY.handlers]
     if unknown:
         known = ", ".join(sorted(REGISTRY.handlers))

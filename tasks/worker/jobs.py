@@ -15,6 +15,8 @@ from tasks.ci.fix_issue import fix_build
 from tasks.ci.pipeline_fix.mr import propose
 from tasks.ci.report import refresh_comment
 from tasks.engine.items import Outcome, run_item
+from tasks.incidents.rollback import JOB as INCIDENT_ROLLBACK
+from tasks.incidents.rollback import follow as follow_incident_rollback
 from tasks.platform import metrics
 from tasks.platform.store import Store
 from tasks.worker.celery_app import app
@@ -51,8 +53,15 @@ def _pipeline_fix(rt: Any, **kwargs: Any) -> str:
     return outcome
 
 
-JOBS: dict[str, Callable[..., str]] = {"devops_agent.fix_build": _fix_build,
-                                       "devops_agent.pipeline_fix": _pipeline_fix}
+def _incident_rollback(rt: Any, **kwargs: Any) -> Outcome:
+    """Waits for an alert's automatic rollback to end (an Outcome to run again), then tells
+    the incident (tasks/incidents/rollback.py)."""
+    return follow_incident_rollback(rt.context("", "incidents"), **kwargs)
+
+
+JOBS: dict[str, Callable[..., str | Outcome]] = {"devops_agent.fix_build": _fix_build,
+                                                 "devops_agent.pipeline_fix": _pipeline_fix,
+                                                 INCIDENT_ROLLBACK: _incident_rollback}
 
 
 def run_job(rt: Any, ident: str) -> str:
@@ -66,7 +75,10 @@ def run_job(rt: Any, ident: str) -> str:
             kwargs = orjson.loads(state.get("kwargs") or "{}")
         except orjson.JSONDecodeError as exc:
             return Outcome("invalid", detail=f"unreadable job arguments: {exc}")
-        return Outcome("done", detail=str(fn(rt, **kwargs))[:200])
+        result = fn(rt, **kwargs)
+        if isinstance(result, Outcome):  # a job that waits on something says when to look again
+            return result
+        return Outcome("done", detail=str(result)[:200])
 
     def finished(status: str, state: dict[str, str]) -> None:
 

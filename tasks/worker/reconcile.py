@@ -25,9 +25,9 @@ from typing import Any, Protocol
 import orjson
 
 from tasks.chatops.note_handler import note_checked_key
-from tasks.chatops.parse import parse_commands
 from tasks.ci.pipeline_failed import triaged_key
 from tasks.engine.errors import classify
+from tasks.gitlab.note_commands import parse_commands
 from tasks.platform import metrics
 from tasks.platform.store import Store
 

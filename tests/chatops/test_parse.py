@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasks.chatops.parse import MAX_COMMANDS_PER_NOTE, parse_commands, parse_note
+from tasks.gitlab.note_commands import MAX_COMMANDS_PER_NOTE, parse_commands, parse_note
 
 CASES = [
     ("plain command", "/devops deploy staging", [("deploy", ("staging",))]),

@@ -269,6 +269,10 @@ def test_compiled_database_cache(tmp_path, monkeypatch):
     (db_file,) = cache.glob("hs-*.db")
     second = load_table(rules, include_default=False)  # from the cache, rejects remembered
     assert second.backend == first.backend == "hyperscan+re2"
+    # The literal analysis comes back from the cache too, unchanged.
+    hs_first, hs_second = first.engine.prefilter.hs, second.engine.prefilter.hs
+    assert (hs_second.owner, hs_second.literal_patterns, hs_second.rejected) == \
+        (hs_first.owner, hs_first.literal_patterns, hs_first.rejected)
     assert second.classify([b"x12y plain\n"]).rule_id == "u"
     db_file.write_bytes(db_file.read_bytes()[:-10])  # truncated: ignored, compiled again
     assert load_table(rules, include_default=False).classify([b"plain\n"]).rule_id == "p"

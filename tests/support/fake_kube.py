@@ -33,6 +33,7 @@ answers tests set. Run alone with `python -m tests.support.fake_kube --port P`.
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import hashlib
 import itertools
@@ -47,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import yaml
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -57,8 +59,11 @@ SMP = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
+APPLY_PATCH = "application/apply-patch+yaml"
+
+# `/namespaces/<ns>` is optional: cluster-scoped kinds (Namespace, ClusterRole) live without one
 _PATH = re.compile(
-    r"^/(?:api/v1|apis/apps/v1)/namespaces/(?P<ns>[^/]+)/(?P<kind>[a-z]+)"
+    r"^/(?:api/v1|apis/[^/]+/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?/(?P<kind>[a-z]+)"
     r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>status|scale))?/?$"
 )
 _KINDS = {  # plural -> (group prefix, Kind, apiVersion)
@@ -66,7 +71,16 @@ _KINDS = {  # plural -> (group prefix, Kind, apiVersion)
     "replicasets": ("/apis/apps/v1", "ReplicaSet", "apps/v1"),
     "services": ("/api/v1", "Service", "v1"),
     "pods": ("/api/v1", "Pod", "v1"),
+    "configmaps": ("/api/v1", "ConfigMap", "v1"),
+    "secrets": ("/api/v1", "Secret", "v1"),
+    # a generic namespaced custom resource, as a CRD would serve it
+    "widgets": ("/apis/example.com/v1", "Widget", "example.com/v1"),
+    # cluster-scoped
+    "namespaces": ("/api/v1", "Namespace", "v1"),
+    "clusterroles": ("/apis/rbac.authorization.k8s.io/v1", "ClusterRole",
+                     "rbac.authorization.k8s.io/v1"),
 }
+CLUSTER_SCOPED = {"namespaces", "clusterroles"}
 
 
 def now_rfc3339(t: float | None = None) -> str:
@@ -249,6 +263,144 @@ def json_patch(doc: Any, ops: list) -> Any:
         else:
             raise ApiError(400, "BadRequest", f"json patch: unknown op {kind!r}")
     return doc
+
+
+# ------------------------------------------------------------------- server-side apply
+
+# Fields no manager owns: identity and server-set metadata, and status (its own subresource).
+_UNOWNED_META = {"name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
+                 "managedFields", "deletionTimestamp", "selfLink"}
+FieldPath = tuple[str, ...]
+
+
+def _item_key(field_name: str, item: Any, items: list) -> str | None:
+    """`k:{"name":"app"}` for an item of an associative list, None for an atomic list."""
+    mk = _merge_key(field_name, items)
+    if not mk or not isinstance(item, dict) or mk not in item:
+        return None
+    return "k:" + json.dumps({mk: item[mk]}, separators=(",", ":"))
+
+
+def field_paths(obj: Any, prefix: FieldPath = (), top: bool = True) -> set[FieldPath]:
+    """The leaf fields `obj` sets, as managedFields paths (`f:spec`, `f:replicas`, `k:{...}`).
+    Maps recurse; lists with a merge key recurse by item; other lists and scalars are leaves."""
+    out: set[FieldPath] = set()
+    if not isinstance(obj, dict):
+        return out
+    for key, value in obj.items():
+        if top and key in ("apiVersion", "kind", "status"):
+            continue
+        if top and key == "metadata" and isinstance(value, dict):
+            meta = {k: v for k, v in value.items() if k not in _UNOWNED_META}
+            out |= field_paths(meta, (*prefix, "f:metadata"), top=False)
+            continue
+        here = (*prefix, f"f:{key}")
+        if isinstance(value, dict) and value:
+            out |= field_paths(value, here, top=False)
+        elif isinstance(value, list) and value and all(_item_key(key, i, value) for i in value):
+            for item in value:
+                item_path = (*here, str(_item_key(key, item, value)))
+                out.add((*item_path, "."))
+                out |= field_paths(item, item_path, top=False)
+        else:
+            out.add(here)
+    return out
+
+
+def field_value(obj: Any, path: FieldPath) -> Any:
+    """The value at a managedFields path, or a sentinel string when absent."""
+    cur = obj
+    for seg in path:
+        if seg == ".":
+            return cur
+        if seg.startswith("f:"):
+            if not isinstance(cur, dict) or seg[2:] not in cur:
+                return "\x00absent"
+            cur = cur[seg[2:]]
+        else:
+            want = json.loads(seg[2:])
+            cur = next((i for i in cur if isinstance(i, dict)
+                        and all(i.get(k) == v for k, v in want.items())), "\x00absent") \
+                if isinstance(cur, list) else "\x00absent"
+            if cur == "\x00absent":
+                return cur
+    return cur
+
+
+def fields_v1(paths: set[FieldPath]) -> dict:
+    """Paths -> the FieldsV1 trie the API server stores (`{"f:spec": {"f:replicas": {}}}`)."""
+    root: dict = {}
+    for path in paths:
+        node = root
+        for seg in path:
+            node = node.setdefault(seg, {})
+    return root
+
+
+def paths_of(v1: dict, prefix: FieldPath = ()) -> set[FieldPath]:
+    out: set[FieldPath] = set()
+    for seg, sub in (v1 or {}).items():
+        if seg == "." or not sub:
+            out.add((*prefix, seg))
+        else:
+            out |= paths_of(sub, (*prefix, seg))
+    return out
+
+
+def _dotted(path: FieldPath) -> str:
+    """`.spec.template.spec.containers[name="app"].image`, as kubectl prints conflicts."""
+    out = ""
+    for seg in path:
+        if seg.startswith("f:"):
+            out += "." + seg[2:]
+        elif seg.startswith("k:"):
+            out += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in json.loads(seg[2:]).items()) + "]"
+    return out
+
+
+def _remove_path(obj: dict, path: FieldPath) -> None:
+    """Drop the field (or associative-list item) at `path` when its parent still exists."""
+    if path and path[-1] == ".":
+        path = path[:-1]
+    parent = field_value(obj, path[:-1]) if len(path) > 1 else obj
+    last = path[-1]
+    if last.startswith("f:") and isinstance(parent, dict):
+        parent.pop(last[2:], None)
+    elif last.startswith("k:") and isinstance(parent, list):
+        want = json.loads(last[2:])
+        parent[:] = [i for i in parent if not (isinstance(i, dict)
+                                               and all(i.get(k) == v for k, v in want.items()))]
+
+
+def _apply_merge(live: Any, config: Any, field_name: str = "") -> Any:
+    """Merge an applied configuration into the live object: maps field by field, associative
+    lists item by item (by merge key), atomic lists and scalars replaced."""
+    if isinstance(config, dict) and isinstance(live, dict):
+        out = copy.deepcopy(live)
+        for key, value in config.items():
+            out[key] = _apply_merge(live.get(key), value, key) if key in live else copy.deepcopy(value)
+        return out
+    if isinstance(config, list) and isinstance(live, list) and config and \
+            all(_item_key(field_name, i, config) for i in config):
+        out_list = copy.deepcopy(live)
+        for item in config:
+            k = _item_key(field_name, item, config)
+            idx = next((n for n, e in enumerate(out_list) if _item_key(field_name, e, out_list) == k), None)
+            if idx is None:
+                out_list.append(copy.deepcopy(item))
+            else:
+                out_list[idx] = _apply_merge(out_list[idx], item)
+        return out_list
+    return copy.deepcopy(config)
+
+
+def _entry(manager: str, operation: str, api_version: str, paths: set[FieldPath]) -> dict:
+    return {"manager": manager, "operation": operation, "apiVersion": api_version,
+            "time": now_rfc3339(), "fieldsType": "FieldsV1", "fieldsV1": fields_v1(paths)}
+
+
+def _strip_marks(paths: set[FieldPath]) -> set[FieldPath]:
+    return {p[:-1] if p[-1] == "." else p for p in paths}
 
 
 # ------------------------------------------------------------------------- label selectors
@@ -456,8 +608,13 @@ class FakeKube:
             raise ApiError(409, "AlreadyExists", f'{plural}.{_group(plural)} "{name}" already exists',
                            {"name": name, "kind": plural})
         body["apiVersion"], body["kind"] = _KINDS[plural][2], _KINDS[plural][1]
-        meta.update(namespace=ns, uid=str(uuid.uuid4()), resourceVersion=self._next_rv(),
+        meta.update(uid=str(uuid.uuid4()), resourceVersion=self._next_rv(),
                     creationTimestamp=now_rfc3339())
+        if ns:
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        _fold_string_data(plural, body)
         meta.pop("generation", None)
         if plural in ("deployments", "replicasets"):
             meta["generation"] = 1
@@ -470,7 +627,8 @@ class FakeKube:
             spec.setdefault("type", "ClusterIP")
             n = len(self.objects)
             spec.setdefault("clusterIP", f"10.96.{n % 250}.{(n * 7) % 250 + 1}")
-        body.setdefault("status", {})
+        if plural not in ("configmaps", "secrets", "clusterroles"):  # kinds without status
+            body.setdefault("status", {})
         self.objects[(plural, ns, name)] = body
         return body
 
@@ -527,7 +685,18 @@ class FakeKube:
                 meta[k] = old["metadata"].get(k)
             meta = {k: v for k, v in meta.items() if v is not None}
             result["metadata"] = meta
-            result["spec"] = new.get("spec") or {}
+            # every top-level field but identity and status comes from the new body (ConfigMap
+            # and Secret carry `data`, a ClusterRole `rules`; workloads and Services `spec`)
+            for k in set(old) | set(new):
+                if k in ("apiVersion", "kind", "metadata", "status") or k.startswith("_"):
+                    continue
+                if k in new:
+                    result[k] = new[k]
+                else:
+                    result.pop(k, None)
+            if "spec" in old:
+                result["spec"] = new.get("spec") or {}
+            _fold_string_data(plural, result)
             if plural in ("deployments", "replicasets"):
                 if result["spec"].get("selector") != old["spec"].get("selector"):
                     raise ApiError(422, "Invalid", f'{_KINDS[plural][1]}.apps "{name}" is invalid: '
@@ -786,14 +955,21 @@ class FakeKube:
                               429: "TooManyRequests", 503: "ServiceUnavailable"}.get(fault.status, "Unknown")
                     raise ApiError(fault.status, reason, f"injected {fault.status} for {method} {path}")
             m = _PATH.match(path)
-            if not m or m["kind"] not in _KINDS or not path.startswith(_KINDS[m["kind"]][0]):
+            if not m or m["kind"] not in _KINDS or not path.startswith(_KINDS[m["kind"]][0] + "/") \
+                    or (m["ns"] is None) != (m["kind"] in CLUSTER_SCOPED):
                 raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
             if request.args.get("watch") in ("true", "1"):
                 raise ApiError(400, "BadRequest", "watch is not supported by the fake")
             self.reconcile()
-            plural, ns, name, sub = m["kind"], m["ns"], m["name"], m["sub"]
+            plural, ns, name, sub = m["kind"], m["ns"] or "", m["name"], m["sub"]
             if sub and plural != "deployments":
                 raise ApiError(404, "NotFound", f"subresource {sub} not served for {plural}")
+            manager = request.args.get("fieldManager") or \
+                (request.headers.get("User-Agent") or "unknown").split("/")[0]
+            if method == "PATCH" and ctype == APPLY_PATCH:
+                if name is None or sub:
+                    raise ApiError(405, "MethodNotAllowed", "apply is served on objects only")
+                return self._apply_request(request, plural, ns, name)
             body = self._body(request) if method in ("POST", "PUT", "PATCH") else None
             if name is None:
                 if method == "GET":
@@ -805,6 +981,7 @@ class FakeKube:
                         raise ApiError(405, "MethodNotAllowed",
                                        f"the fake creates {plural} only via its controller")
                     obj = self._create(plural, ns, body)
+                    self._track_update((plural, ns, obj["metadata"]["name"]), None, manager)
                     self.reconcile()
                     self._written(plural, ns, obj["metadata"]["name"])
                     return _json(_public(self.objects[(plural, ns, obj["metadata"]["name"])]), 201)
@@ -839,9 +1016,11 @@ class FakeKube:
                 new = json_patch(view, body)
             else:
                 raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown "
-                               f"format - accepted media types include: {JSON_PATCH}, {MERGE_PATCH}, {SMP}")
+                               f"format - accepted media types include: {JSON_PATCH}, {MERGE_PATCH}, "
+                               f"{SMP}, {APPLY_PATCH}")
             if not isinstance(new, dict):
                 raise ApiError(400, "BadRequest", "the request body must be an object")
+            before = copy.deepcopy(current)
             if sub == "scale":
                 replicas = (new.get("spec") or {}).get("replicas")
                 if not isinstance(replicas, int) or replicas < 0:
@@ -853,9 +1032,142 @@ class FakeKube:
                 self._write(plural, ns, name, target, sub=None)
             else:
                 self._write(plural, ns, name, new, sub=sub)
+            if sub != "status":
+                self._track_update(key, before, manager)
             self.reconcile()
             self._written(plural, ns, name)
             return _json(self._view(self.objects[key], sub))
+
+    def _apply_request(self, request: Request, plural: str, ns: str, name: str) -> Response:
+        """Server-side apply (PATCH application/apply-patch+yaml), as the API server documents
+        it: `fieldManager` is required; the object is created when missing; fields another
+        manager owns with a different value are a 409 conflict unless `force=true`, which moves
+        their ownership; fields this manager applied before and no longer sends are removed
+        (when nobody else owns them); `dryRun=All` answers with the result and stores nothing."""
+        manager = request.args.get("fieldManager")
+        if not manager:
+            raise ApiError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: '
+                           "Required value: is required for apply patch")
+        force = request.args.get("force") in ("true", "1")
+        dry = request.args.getlist("dryRun")
+        if any(d != "All" for d in dry):
+            raise ApiError(400, "BadRequest", f'dryRun: Unsupported value: "{dry[0]}": supported '
+                           'values: "All"')
+        try:
+            config = yaml.safe_load(request.get_data() or b"")
+        except yaml.YAMLError:
+            raise ApiError(400, "BadRequest", "error decoding YAML: the body is not valid YAML") from None
+        if not isinstance(config, dict):
+            raise ApiError(400, "BadRequest", "the apply patch must be an object")
+        _, kind, api_version = _KINDS[plural]
+        if config.get("apiVersion") != api_version or config.get("kind") != kind:
+            raise ApiError(400, "BadRequest", f"the API version in the data ({config.get('apiVersion')}) "
+                           f"and kind ({config.get('kind')}) do not match the request "
+                           f"({api_version}, {kind})")
+        meta: dict = config["metadata"] if isinstance(config.get("metadata"), dict) else {}
+        if meta.get("name") != name:
+            raise ApiError(400, "BadRequest", f"the name of the object ({meta.get('name')}) does not "
+                           f"match the name on the URL ({name})")
+        if ns and meta.get("namespace") not in (None, ns):
+            raise ApiError(400, "BadRequest", "the namespace of the provided object does not match "
+                           "the namespace sent on the request")
+        config = {k: v for k, v in config.items() if k != "status"}  # status is its own subresource
+        mine = field_paths(config)
+        key = (plural, ns, name)
+        saved = (copy.deepcopy(self.objects.get(key)), dict(self._changed_at), dict(self._progress_at))
+        live = self.objects.get(key)
+        if live is None:
+            body = copy.deepcopy(config)
+            body.setdefault("metadata", {}).pop("resourceVersion", None)
+            obj = self._create(plural, ns, body)
+            obj["metadata"]["managedFields"] = [_entry(manager, "Apply", api_version, mine)]
+            code = 201
+        else:
+            managed = list(live["metadata"].get("managedFields") or [])
+            conflicts: list[tuple[str, FieldPath]] = []
+            others: set[FieldPath] = set()
+            before_mine: set[FieldPath] = set()
+            for entry in managed:
+                theirs = paths_of(entry.get("fieldsV1") or {})
+                if entry.get("manager") == manager and entry.get("operation") == "Apply":
+                    before_mine = theirs
+                    continue
+                others |= theirs
+                if entry.get("manager") == manager:
+                    continue
+                for path in sorted(theirs & mine):
+                    if path[-1] != "." and field_value(live, path) != field_value(config, path):
+                        conflicts.append((str(entry.get("manager")), path))
+            if conflicts and not force:
+                text = "; ".join(f'conflict with "{who}": {_dotted(path)}' for who, path in conflicts)
+                raise ApiError(409, "Conflict", f"Apply failed with {len(conflicts)} conflict"
+                               f"{'s' if len(conflicts) > 1 else ''}: {text}",
+                               {"causes": [{"reason": "FieldManagerConflict", "field": _dotted(path),
+                                            "message": f'conflict with "{who}"'}
+                                           for who, path in conflicts]})
+            merged = _public(live)
+            # deepest first: an item's fields go before the item itself
+            for path in sorted(before_mine - mine - others, key=len, reverse=True):
+                _remove_path(merged, path)
+            merged = _apply_merge(merged, config)
+            merged["metadata"]["resourceVersion"] = meta.get("resourceVersion") or \
+                live["metadata"]["resourceVersion"]
+            taken = {p for _, p in conflicts}
+            new_managed = []
+            for entry in managed:
+                if entry.get("manager") == manager and entry.get("operation") == "Apply":
+                    continue
+                left = paths_of(entry.get("fieldsV1") or {}) - taken
+                if left:
+                    new_managed.append({**entry, "fieldsV1": fields_v1(left)})
+            new_managed.append(_entry(manager, "Apply", api_version, mine))
+            merged["metadata"]["managedFields"] = live["metadata"].get("managedFields")
+            obj = self._write(plural, ns, name, merged, sub=None)
+            if _managed_sans_time(new_managed) != _managed_sans_time(managed):
+                obj["metadata"]["managedFields"] = new_managed
+                if obj["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]:
+                    obj["metadata"]["resourceVersion"] = self._next_rv()
+            code = 200
+        answer = _public(self.objects[key])
+        if dry:
+            prior, self._changed_at, self._progress_at = saved
+            if prior is None:
+                del self.objects[key]
+            else:
+                self.objects[key] = prior
+            return _json(answer, code)
+        self.reconcile()
+        self._written(plural, ns, name)
+        return _json(_public(self.objects[key]), code)
+
+    def _track_update(self, key: tuple[str, str, str], before: dict | None, manager: str) -> None:
+        """A create, update or non-apply patch: the fields it changed now belong to `manager`
+        (operation Update), and to nobody else; fields it removed belong to nobody."""
+        after = self.objects.get(key)
+        if after is None:
+            return
+        new_paths = field_paths(after)
+        old_paths = field_paths(before) if before is not None else set()
+        changed = {p for p in new_paths if before is None or (
+            p[-1] != "." and field_value(before, p) != field_value(after, p))}
+        changed |= new_paths - old_paths
+        gone = old_paths - new_paths
+        managed = list(((before or {}).get("metadata") or {}).get("managedFields") or [])
+        out, found = [], False
+        for entry in managed:
+            paths = paths_of(entry.get("fieldsV1") or {}) - changed - gone
+            if entry.get("manager") == manager and entry.get("operation") == "Update":
+                paths |= changed
+                found = True
+                entry = {**entry, "time": now_rfc3339()} if changed else entry
+            if paths:
+                out.append({**entry, "fieldsV1": fields_v1(paths)})
+        if not found and changed:
+            out.append(_entry(manager, "Update", _KINDS[key[0]][2], changed))
+        if out:
+            after["metadata"]["managedFields"] = out
+        else:
+            after["metadata"].pop("managedFields", None)
 
     def _written(self, plural: str, ns: str, name: str) -> None:
         for hook in list(self._write_hooks):
@@ -890,7 +1202,21 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def _group(plural: str) -> str:
-    return "apps" if _KINDS[plural][0].startswith("/apis/apps") else ""
+    prefix = _KINDS[plural][0]
+    return prefix.split("/")[2] if prefix.startswith("/apis/") else ""
+
+
+def _fold_string_data(plural: str, body: dict) -> None:
+    """A Secret's write-only `stringData` is merged into `data` (base64) and never stored."""
+    if plural == "secrets" and isinstance(body.get("stringData"), dict):
+        data = dict(body.get("data") or {})
+        for k, v in body.pop("stringData").items():
+            data[k] = base64.b64encode(str(v).encode()).decode()
+        body["data"] = data
+
+
+def _managed_sans_time(managed: list) -> list:
+    return [{k: v for k, v in e.items() if k != "time"} for e in managed]
 
 
 def _public(obj: dict) -> dict:

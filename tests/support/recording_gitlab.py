@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 from tasks.gitlab.client import (
     KINDS,
+    FileTooLarge,
     Forbidden,
     GitLabError,
     GitLabUnavailable,
@@ -514,6 +515,37 @@ class RecordingGitLab:
         data["content"] = base64.b64decode(data.get("content") or "").decode("utf-8", "replace")
         data["encoding"] = "text"
         return data
+
+    def resolve_ref(self, project: Any, ref: str) -> str:
+        self._enter("resolve_ref", project, ref)
+        found = self._send("resolve_ref", "GET",
+                           self._path(project, f"/repository/commits/{quote(ref, safe='')}"))
+        return str(found["id"])
+
+    def repository_tree(self, project: Any, path: str, ref: str, *, limit: int = 1000) -> list[dict]:
+        self._enter("repository_tree", project, path, ref, limit=limit)
+        found = self._send("repository_tree", "GET", self._path(project, "/repository/tree"),
+                           {"path": path, "ref": ref, "recursive": True})
+        return list(found)[:limit]
+
+    def file_raw(self, project: Any, path: str, ref: str, *, max_bytes: int) -> bytes:
+        self._enter("file_raw", project, path, ref, max_bytes=max_bytes)
+        result = self._send("file_raw", "GET",
+                            self._path(project, f"/repository/files/{quote(path, safe='')}/raw"),
+                            {"ref": ref})
+        data = b"".join(result.raw)
+        if len(data) > max_bytes:
+            raise FileTooLarge(f"file_raw: {path} is larger than {max_bytes} bytes")
+        return data
+
+    def create_snippet(self, project: Any, title: str, files: list[dict],
+                       visibility: str = "private", description: str | None = None) -> dict:
+        self._enter("create_snippet", project, title, files, visibility=visibility)
+        params: dict[str, Any] = {"title": title, "visibility": visibility, "files": files}
+        if description:
+            params["description"] = description
+        return self._write("create_snippet", project, {"title": title}, "POST",
+                           self._path(project, "/snippets"), params)
 
     def ci_lint(self, project: Any, content: str, ref: str | None = None,
                 dry_run: bool = False) -> dict:

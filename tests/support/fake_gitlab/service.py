@@ -610,12 +610,13 @@ class Api:
             raise not_found(what)
         return sha
 
-    @route("GET", P + r"/repository/commits/(?P<sha>[0-9a-zA-Z._-]+)")
+    @route("GET", P + r"/repository/commits/(?P<sha>[^/]+)")
     def get_commit(self, c: Call) -> Result:
+        """doc/api/commits.md#get-a-single-commit: `sha` is a commit hash or the name of a
+        branch (URL-encoded when it holds a slash)."""
         p = self._code(c)
-        sha = c.args["sha"]
-        found = sha if sha in p["_commits"] else next(
-            (s for s in p["_commits"] if len(sha) >= 7 and s.startswith(sha)), None)
+        sha = unquote(c.args["sha"])
+        found = self.state.resolve_ref(p, sha)
         if found is None:
             raise not_found("Commit")
         return Result(self.state.view_commit(p, found))

@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from tasks.config.settings import ConfigError, load_settings
+
 EXIT_MATCHED = 0
 EXIT_UNKNOWN = 1
 EXIT_USAGE = 2
@@ -23,7 +25,6 @@ def user_rules(arg: Path | None) -> Path | None:
         return arg
     # Here, not at the top: this module stays light (see above), and only a command that runs
     # without --rules needs the settings (and pydantic).
-    from tasks.config.settings import ConfigError, load_settings
 
     try:
         return load_settings(require_secret=False).rules_file
