@@ -31,10 +31,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from tasks.config.converters import (  # noqa: F401
-    _CONTROL,
-    MAX_INT,
-    MAX_VALUE_CHARS,
+from tasks.config.converters import (
     Csv,
     Flag,
     NonNegativeFloat,
@@ -45,36 +42,21 @@ from tasks.config.converters import (  # noqa: F401
     PositiveInt,
     _alertmanager_tokens,
     _basic_auth,
-    _bool,
     _choice,
-    _csv,
-    _float,
     _http_url,
-    _int,
     _log_level,
     _memory,
-    _non_negative_float,
-    _non_negative_int,
-    _port,
     _positive_float,
     _positive_int,
     _redis_url,
-    _secret,
     _signing_key,
     _webhook_secrets,
 )
 from tasks.config.errors import ConfigError
-from tasks.config.secrets import (  # noqa: F401
-    _PATH_GLOB,
-    _PROJECT_ID,
+from tasks.config.secrets import (
     MASK,
-    MAX_SECRETS_FILE_BYTES,
-    MIN_SECRET_LENGTH,
     Secret,
     SecretBinding,
-    _Entry,
-    _secrets_entries_json,
-    _secrets_entries_yaml,
     binding_matches,
     load_secrets_file,
     mask_url,

@@ -161,19 +161,22 @@ class GitLabReporter:
 class KubeDeployer:
     """ChatOps' Deployer over the Kubernetes deploy service."""
 
-    def __init__(self, rt: Any, config: AgentConfig) -> None:
-        self.rt, self.config, self.redis = rt, config, rt.redis
+    def __init__(self, *, redis: Any, schedule: Any, config: AgentConfig, gitlab: Any = None,
+                 dry_run: bool = False, lease_seconds: float = 30.0) -> None:
+        # Everything it uses is handed in by the composition root (tasks/wiring): `gitlab` is
+        # None where no GitLab is configured (the requests then have no reply thread).
+        self.redis, self.schedule, self.config, self.gitlab = redis, schedule, config, gitlab
+        self.dry_run, self.lease_seconds = dry_run, lease_seconds
         self._service: Any = None
 
     def service(self) -> Any:
         """One per process: its Kubernetes clients (connection pools) serve every step."""
         if self._service is None:
-            reporter = GitLabReporter(self.rt.adapter("gitlab"), self.redis, self.config)
+            reporter = GitLabReporter(self.gitlab, self.redis, self.config)
             # The step lock lapses with the engine's lease: a step of a killed worker runs
             # again as soon as the engine re-sends it (README, Deploys: recovery).
-            lease = float(getattr(self.rt.settings, "task_lease_seconds", 30.0))
             self._service = DeployService(self.redis, self.config.environments, reporter,
-                                          step_mutex_ttl=lease)
+                                          step_mutex_ttl=self.lease_seconds)
         return self._service
 
     # -- what the gates ask: which SHAs this environment ran and verified -----------------------
@@ -199,7 +202,7 @@ class KubeDeployer:
     def submit(self, request: DeployRequest) -> Ticket:
         if request.env not in self.config.environments:
             return Ticket("refused", f"no target configured for `{request.env}`: nothing was deployed")
-        if self.rt.settings.dry_run:
+        if self.dry_run:
             return Ticket("refused", f"DRY_RUN is set: the {request.action} of `{request.env}` "
                                      f"({(request.sha or '')[:8] or 'no SHA'}) was not sent to the cluster")
         seen_key = keys.request(request.request_id)
@@ -240,12 +243,13 @@ class KubeDeployer:
             return Ticket("refused", str(exc))
         self.redis.set(seen_key, deploy_id, ex=CONTEXT_TTL)
         rec = svc.get(deploy_id)
-        if self.config.gitlab_deployments and request.action == "deploy" and request.sha:
-            made = self.rt.adapter("gitlab").create_deployment(
+        if (self.config.gitlab_deployments and self.gitlab is not None and request.action == "deploy"
+                and request.sha):
+            made = self.gitlab.create_deployment(
                 request.project, request.env, request.sha, request.ref or "", status="running")
             context["gitlab_deployment"] = made.get("id")
             self.redis.set(_context_key(handle), orjson.dumps(context), ex=CONTEXT_TTL)
-        self.rt.schedule.add(step_member(deploy_id), send_now=True)
+        self.schedule.add(step_member(deploy_id), send_now=True)
         if rec.kind == "deploy" and request.action == "rollback":
             said = (f"deploy `{deploy_id}` of {rec.image} by @{rec.requested_by} was asked to "
                       "abort; undoing it is this rollback")

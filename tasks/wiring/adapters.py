@@ -1,4 +1,4 @@
-"""How the worker builds its adapters from settings, on first use."""
+"""How the worker builds its adapters from settings: once per process, on its first task."""
 
 from __future__ import annotations
 
@@ -34,7 +34,10 @@ def _config(rt: Any) -> Any:
 def _deployer(rt: Any) -> Any:
     # Always the real one: an environment without a Kubernetes target is refused by it, so no
     # stand-in ever reports a deploy that did not happen.
-    return KubeDeployer(rt, rt.adapter("config"))
+    s = rt.settings
+    return KubeDeployer(redis=rt.redis, schedule=rt.schedule, config=rt.adapter("config"),
+                        gitlab=rt.adapter("gitlab"), dry_run=s.dry_run,
+                        lease_seconds=s.task_lease_seconds)
 
 
 def default_factories() -> dict[str, Callable[[Any], Any]]:

@@ -51,9 +51,12 @@ class Runtime:
 
     def context(self, delivery_id: str, handler: str,
                 meta: dict[str, Any] | None = None) -> HandlerContext:
-        return LazyContext(settings=self.settings, redis=self.redis, delivery_id=delivery_id,
-                           handler=handler, runtime=self, meta=dict(meta or {}),
-                           jobs=self.enqueue_job)
+        # The adapters are built once per process (on the first context) and handed in as
+        # plain attributes: a handler sees what it is given, nothing is looked up behind it.
+        return HandlerContext(settings=self.settings, redis=self.redis, delivery_id=delivery_id,
+                              handler=handler, meta=dict(meta or {}), jobs=self.enqueue_job,
+                              gitlab=self.adapter("gitlab"), deployer=self.adapter("deployer"),
+                              rules=self.adapter("rules"), config=self.adapter("config"))
 
     def enqueue_job(self, task_name: str, kwargs: dict[str, Any], key: str | None = None) -> bool:
         """A follow-on job through the engine, keyed by what it acts on (`key`, else its
@@ -66,20 +69,6 @@ class Runtime:
 
     def metrics_error(self, kind: str, error_kind: str) -> None:
         metrics.WORK_ERRORS.labels(kind=kind, error=error_kind).inc()
-
-
-@dataclass
-class LazyContext(HandlerContext):
-    runtime: Runtime | None = None
-
-    def __getattribute__(self, name: str) -> Any:
-        value = object.__getattribute__(self, name)
-        if value is None and name in ("gitlab", "deployer", "rules", "config"):
-            rt = object.__getattribute__(self, "runtime")
-            if rt is not None:
-                value = rt.adapter(name)
-                object.__setattr__(self, name, value)
-        return value
 
 
 def build_runtime(settings: Settings, factories: dict[str, Callable[[Runtime], Any]] | None = None

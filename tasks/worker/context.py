@@ -1,7 +1,8 @@
-"""What a handler gets: settings, the store, the decision log, and lazily built adapters.
+"""What a handler gets: settings, Redis, the decision log, and its adapters as plain attributes.
 
-Adapters are built on first use so a worker that only sees Note Hooks never imports the
-Kubernetes client, and tests hand handlers recording fakes through the same attributes.
+The worker's composition root (tasks/wiring) builds the real adapters once per process and hands
+them in; tests hand recording fakes through the same attributes. The Kubernetes client itself
+still loads only when a deploy talks to a cluster (tasks/deploy/kube.py).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class HandlerContext:
     redis: redis.Redis
     delivery_id: str = ""
     handler: str = ""
-    # Adapters: set by tests, or built on first use by the worker runtime.
+    # Adapters, handed in: by tests (recording fakes), or by the worker's composition root
+    # (tasks/wiring), which builds the real ones once per process.
     gitlab: Any = None
     deployer: Any = None
     rules: Any = None

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tasks.config.converters import MAX_VALUE_CHARS
 from tasks.config.errors import ConfigError
-from tasks.config.settings import MAX_VALUE_CHARS, Secret, Settings, describe_settings, load_settings
+from tasks.config.settings import Secret, Settings, describe_settings, load_settings
 
 OK = {"WEBHOOK_SECRET": "long-enough-secret"}
 TOKEN = "glpat-never-print-this-token"

@@ -6,11 +6,11 @@ GitLab deployment record marked failed; success → deployed label and a success
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import yaml
 
-from tasks.config.agent import load_config
 from tasks.config.settings import load_settings
 from tasks.deploy.driver import KubeDeployer, advance_deploy, step_member
 from tasks.deploy.requests import DeployRequest
@@ -39,6 +39,10 @@ def seed_cluster(fake, strategy):
         fake.add_deployment(NS, "web", V1, replicas=2)
 
 
+# The runtime each deployer was built by: the engine's task takes the runtime, as in a worker.
+RUNTIME_OF: dict[int, Any] = {}
+
+
 def make_deployer(tmp_path, redis_server, fake, web, gl, strategy, **strategy_options):
     spec, health_path = STRATEGIES[strategy]
     spec = {**spec, **strategy_options}
@@ -58,16 +62,19 @@ def make_deployer(tmp_path, redis_server, fake, web, gl, strategy, **strategy_op
     settings = load_settings({"REDIS_URL": redis_server.client_url(), "GITLAB_URL": gl.url,
                               "GITLAB_TOKEN": gl.token, "DEVOPS_AGENT_CONFIG": str(path)},
                              require_secret=False)
-    rt = build_runtime(settings)
-    return KubeDeployer(rt, load_config(path))
+    rt = build_runtime(settings)  # as a worker process builds it
+    deployer = rt.adapter("deployer")
+    assert isinstance(deployer, KubeDeployer)
+    RUNTIME_OF[id(deployer)] = rt
+    return deployer
 
 
 def run_to_end(deployer, deploy_id, until=20.0):
     deadline = time.monotonic() + until
     # The engine's work for the deploy, called as the worker's task would be when it is due.
-    while deployer.rt.schedule.state(step_member(deploy_id)).get("status") not in FINISHED:
+    while deployer.schedule.state(step_member(deploy_id)).get("status") not in FINISHED:
         assert time.monotonic() < deadline, "deploy did not finish"
-        advance_deploy(deployer.rt, deploy_id)
+        advance_deploy(RUNTIME_OF[id(deployer)], deploy_id)
         time.sleep(0.02)
 
 
@@ -160,7 +167,8 @@ def test_a_rollback_during_a_deploy_cancels_its_gitlab_deployment(tmp_path, redi
     gl.add_issue(15, "Broken checkout", iid=43)
     deployer = make_deployer(tmp_path, redis_server, fake, web, gl, "rolling")
     ticket = submit(deployer, "slow")
-    advance_deploy(deployer.rt, ticket.deploy_id)  # the image is patched; its pods never get ready
+    # The image is patched; its pods never get ready.
+    advance_deploy(RUNTIME_OF[id(deployer)], ticket.deploy_id)
     rollback = deployer.submit(DeployRequest(
         project=15, env="staging", action="rollback", requested_by="bob",
         reply_to=("issue", 43, "cmd:2:0"), request_id="15:issue:43:cmd:2:0"))

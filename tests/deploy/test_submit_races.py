@@ -13,22 +13,6 @@ from tasks.engine.schedule import Schedule
 from .conftest import NS, env_config
 
 
-class Runtime:
-    """What KubeDeployer takes from the worker's runtime: Redis, the engine, two settings."""
-
-    def __init__(self, redis):
-        self.redis = redis
-        self.schedule = Schedule(redis, queue="submit-races")
-
-        class settings:
-            dry_run = False
-
-        self.settings = settings
-
-    def adapter(self, name):
-        return None  # no GitLab: these requests have no reply thread
-
-
 def test_one_request_id_starts_one_deploy(redis_client, fake, web):
     fake.add_deployment(NS, "web", "registry.example.com/shop/web:" + "a" * 40)
     config = AgentConfig(environments={"staging": env_config(fake, web)})
@@ -38,7 +22,9 @@ def test_one_request_id_starts_one_deploy(redis_client, fake, web):
     barrier = threading.Barrier(2)
 
     def submit():
-        deployer = KubeDeployer(Runtime(redis_client), config)  # one per worker process
+        # One per worker process; no GitLab: these requests have no reply thread.
+        deployer = KubeDeployer(redis=redis_client, schedule=Schedule(redis_client, queue="races"),
+                                config=config)
         barrier.wait()
         results.append(deployer.submit(request))
 

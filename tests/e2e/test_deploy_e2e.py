@@ -12,7 +12,6 @@ import yaml
 
 from tasks.gitlab.client import GitLabAdapter
 from tasks.intake.inbox import record_key
-from tests.support.fake_kube import FakeHTTP, FakeKube
 from tests.support.hooks import note_hook
 from tests.support.procs import Stack, base_env, deploys_settled, post_delivery, wait_until
 
@@ -20,20 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = ROOT / "fixtures" / "payloads"
 PROJECT, ALICE = 15, 7
 SHA = "d" * 40
-
-
-@pytest.fixture(scope="module")
-def kube():
-    fake = FakeKube(ready_after=0.05, observe_delay=0.01, deadline_after=0.5).serve()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def health():
-    server = FakeHTTP().serve()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

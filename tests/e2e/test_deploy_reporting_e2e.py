@@ -17,7 +17,6 @@ import yaml
 from tasks.deploy.model import DeployRecord
 from tasks.gitlab.client import GitLabAdapter
 from tasks.intake.inbox import record_key
-from tests.support.fake_kube import FakeHTTP, FakeKube
 from tests.support.hooks import label_hook, note_hook
 from tests.support.procs import Stack, base_env, deploys_settled, post_delivery, wait_until
 
@@ -26,20 +25,6 @@ ALICE, BOB, RITA = 7, 8, 9  # Developer, Maintainer, Reporter
 OLD, SHA = "a" * 40, "c" * 40
 IMAGE = "registry.example.com/shop/web:{sha}"
 STAGING, PROD = "shop-staging", "shop-prod"
-
-
-@pytest.fixture(scope="module")
-def kube():
-    fake = FakeKube(ready_after=0.05, observe_delay=0.01, deadline_after=0.5).serve()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def health():
-    server = FakeHTTP().serve()
-    yield server
-    server.stop()
 
 
 def _target(kube, health, namespace: str, **extra) -> dict:

@@ -17,7 +17,6 @@ from tasks.deploy.model import DeployRecord
 from tasks.gitlab.client import GitLabAdapter
 from tasks.intake.inbox import LOG, record_key
 from tests.incidents.support import alert, notification
-from tests.support.fake_kube import FakeHTTP, FakeKube
 from tests.support.hooks import note_hook
 from tests.support.procs import Stack, base_env, deploys_settled, post_delivery, wait_until
 
@@ -27,20 +26,6 @@ OLD, SHA = "a" * 40, "c" * 40
 IMAGE = "registry.example.com/shop/web:{sha}"
 STAGING = "shop-staging"
 TOKEN = "alertmanager-e2e-token"
-
-
-@pytest.fixture(scope="module")
-def kube():
-    fake = FakeKube(ready_after=0.05, observe_delay=0.01, deadline_after=0.5).serve()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def health():
-    server = FakeHTTP().serve()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
