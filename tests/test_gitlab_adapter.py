@@ -146,9 +146,9 @@ def test_notes_edit_and_emoji(gl, fake):
 
 def test_mr_flow(gl, fake):
     fake.add_issue(1, "bug")
-    gl.create_branch(1, "bot/fix", "main")
     commit = gl.create_commit(1, "bot/fix", "Fix flaky test",
-                              [{"action": "create", "file_path": "fix.txt", "content": "x"}])
+                              [{"action": "create", "file_path": "fix.txt", "content": "x"}],
+                              start_branch="main")
     gl.create_commit(1, "bot/other", "From main",
                      [{"action": "create", "file_path": "o.txt", "content": "y"}],
                      start_branch="main")
@@ -354,7 +354,6 @@ def test_dry_run_reads_but_never_writes(fake, failed, caplog):
     with caplog.at_level(logging.INFO, logger="devops_agent.gitlab"):
         results = [
             dry.retry_job(1, job_id),
-            dry.retry_pipeline(1, failed["pipeline"]["id"]),
             dry.create_issue(1, "t", "d", ["x"]),
             dry.update_issue(1, iid, description="d"),
             dry.add_labels(1, "issue", iid, ["a"]),
@@ -362,7 +361,6 @@ def test_dry_run_reads_but_never_writes(fake, failed, caplog):
             dry.create_note(1, "issue", iid, "hi"),
             dry.update_note(1, "issue", iid, 1, "hi"),
             dry.award_emoji(1, "issue", iid, 1, "eyes"),
-            dry.create_branch(1, "b", "main"),
             dry.create_commit(1, "b", "m", [{"action": "create", "file_path": "f"}]),
             dry.create_mr(1, "bot/fix", "main", "t"),
             dry.create_deployment(1, "prod", "a" * 40, "main"),
@@ -372,7 +370,7 @@ def test_dry_run_reads_but_never_writes(fake, failed, caplog):
     assert fake.write_calls() == []
     assert [c["method"] for c in fake.calls()] == ["GET"]
     records = [r for r in caplog.records if getattr(r, "dry_run", False)]
-    assert [r.action for r in records][:3] == ["retry_job", "retry_pipeline", "create_issue"]
+    assert [r.action for r in records][:3] == ["retry_job", "create_issue", "update_issue"]
     assert len(records) == len(results)
 
 
@@ -628,9 +626,6 @@ def test_strict_notes_emoji_repository_deployments_and_retries(mock, strict_gl):
                 json={"name": "eyes"},
                 body={"id": 4, "name": "eyes", "user": DOC_USER, "awardable_id": 302,
                       "awardable_type": "Note"})
-    mock.expect("POST", "/projects/1/repository/branches", status=201,
-                json={"branch": "bot/fix", "ref": "main"},
-                body={"name": "bot/fix", "commit": {"id": "7b5c3cc"}, "protected": False})
     mock.expect("POST", "/projects/1/repository/commits", status=201,
                 json={"branch": "bot/fix", "commit_message": "m", "start_branch": "main",
                       "actions": [{"action": "create", "file_path": "a", "content": "x"}]},
@@ -643,19 +638,15 @@ def test_strict_notes_emoji_repository_deployments_and_retries(mock, strict_gl):
                 body={"id": 42, "status": "success"})
     mock.expect("POST", "/projects/1/jobs/7/retry", status=201,
                 body={**DOC_JOB, "id": 8, "status": "pending"})
-    mock.expect("POST", "/projects/1/pipelines/46/retry", status=201,
-                body={**DOC_PIPELINE, "status": "pending"})
     assert gl.list_notes(1, "issue", 6)[0]["id"] == 302
     assert gl.create_note(1, "mr", 1, "hello")["id"] == 302
     assert gl.update_note(1, "issue", 6, 302, "edited")["body"] == "edited"
     assert gl.award_emoji(1, "issue", 6, 302, "eyes")["name"] == "eyes"
-    assert gl.create_branch(1, "bot/fix", "main")["name"] == "bot/fix"
     gl.create_commit(1, "bot/fix", "m", [{"action": "create", "file_path": "a", "content": "x"}],
                      start_branch="main")
     assert gl.create_deployment(1, "production", "a" * 40, "main")["id"] == 42
     assert gl.update_deployment(1, 42, "success")["status"] == "success"
     assert gl.retry_job(1, 7)["id"] == 8
-    assert gl.retry_pipeline(1, 46)["status"] == "pending"
 
 
 @pytest.mark.parametrize("status,body,error", [

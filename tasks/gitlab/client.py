@@ -155,11 +155,6 @@ class GitLabAdapter(Discussions, Repository):
         job = self._project(project).jobs.get(job_id, lazy=True)
         return self._write("retry_job", project, {"job_id": job_id}, lambda: job.retry())
 
-    def retry_pipeline(self, project: ProjectRef, pipeline_id: int) -> dict:
-        pipe = self._project(project).pipelines.get(pipeline_id, lazy=True)
-        return self._write("retry_pipeline", project, {"pipeline_id": pipeline_id},
-                           lambda: pipe.retry())
-
     def job_log(self, project: ProjectRef, job_id: int) -> JobLog:
         """The tail of a job's log, read streamed: memory stays within `max_log_bytes` plus one
         chunk however large the log is. When the head is dropped, the partial first line goes
@@ -235,12 +230,6 @@ class GitLabAdapter(Discussions, Repository):
                 data["ref"] = ref
         lint = self._project(project).ci_lint
         return self._call("ci_lint", lambda: self._plain(lint.create(data)))
-
-    def create_branch(self, project: ProjectRef, branch: str, ref: str) -> dict:
-        branches = self._project(project).branches
-        fields = {"branch": branch, "ref": ref}
-        return self._write("create_branch", project, fields,
-                           lambda: self._plain(branches.create(fields)))
 
     def create_commit(self, project: ProjectRef, branch: str, message: str,
                       actions: list[dict], start_branch: str | None = None) -> dict:

@@ -76,7 +76,16 @@ def init_sentry(settings: Settings, component: str, transport: Any = None, **opt
         options["transport"] = transport
     sentry_sdk.init(
         dsn=settings.sentry_dsn.value,
-        send_default_pii=False,
+        # Nothing a request or a frame carries is collected (tokens travel in headers, secrets
+        # sit in locals); before_send scrubs what is left. `data_collection` replaces the
+        # deprecated send_default_pii and says it per category.
+        data_collection={
+            "user_info": False, "cookies": {"mode": "off"},
+            "http_headers": {"request": {"mode": "off"}}, "http_bodies": [],
+            "url_query_params": {"mode": "off"}, "stack_frame_variables": False,
+            "database_query_data": False, "gen_ai": {"inputs": False, "outputs": False},
+            "graphql": {"document": False, "variables": False},
+        },
         include_local_variables=False,
         max_request_body_size="never",
         before_send=scrubber(settings.secret_values()),

@@ -18,7 +18,7 @@ from tasks.deploy.model import DeployRecord
 from tasks.gitlab.client import GitLabAdapter
 from tasks.intake.inbox import record_key
 from tasks.platform import audit
-from tests.support.fake_kube import FakeHTTP, FakeKube
+from tests.support.fake_kube import FakeHTTP
 from tests.support.hooks import PAYLOADS, label_hook, note_hook
 from tests.support.procs import Stack, base_env, deploys_settled, post_delivery, wait_until
 
@@ -26,13 +26,6 @@ PROJECT = 15
 ALICE, BOB, RITA = 7, 8, 9  # Developer, Maintainer, Reporter
 SHA = "c" * 40
 IMAGE = "registry.example.com/shop/web:{sha}"
-
-
-@pytest.fixture(scope="module")
-def kube():
-    fake = FakeKube(ready_after=0.05, observe_delay=0.01, deadline_after=0.5).serve()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")

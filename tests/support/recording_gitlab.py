@@ -318,11 +318,6 @@ class RecordingGitLab:
         return self._write("retry_job", project, {"job_id": job_id}, "POST",
                            self._path(project, f"/jobs/{job_id}/retry"), {})
 
-    def retry_pipeline(self, project: Any, pipeline_id: int) -> dict:
-        self._enter("retry_pipeline", project, pipeline_id)
-        return self._write("retry_pipeline", project, {"pipeline_id": pipeline_id}, "POST",
-                           self._path(project, f"/pipelines/{pipeline_id}/retry"), {})
-
     def job_log(self, project: Any, job_id: int) -> JobLog:
         """The tail of the log, capped as the adapter caps it (last `max_log_bytes`, starting
         on a line boundary when the head was dropped)."""
@@ -556,12 +551,6 @@ class RecordingGitLab:
             if ref:
                 data["ref"] = ref
         return self._send("ci_lint", "POST", self._path(project, "/ci/lint"), data)
-
-    def create_branch(self, project: Any, branch: str, ref: str) -> dict:
-        self._enter("create_branch", project, branch, ref)
-        fields = {"branch": branch, "ref": ref}
-        return self._write("create_branch", project, fields, "POST",
-                           self._path(project, "/repository/branches"), fields)
 
     def create_commit(self, project: Any, branch: str, message: str, actions: list[dict],
                       start_branch: str | None = None) -> dict:
