@@ -23,6 +23,7 @@ import orjson
 from tasks.config.agent import AgentConfig
 from tasks.deploy import keys
 from tasks.deploy.model import DeployError, DeployNotFound
+from tasks.deploy.ports import DeployGitLab
 from tasks.deploy.requests import DeployRequest, Ticket
 from tasks.deploy.revisions import describe
 from tasks.deploy.service import DeployService
@@ -63,7 +64,7 @@ class GitLabReporter:
     """The deploy service's Reporter: edits each waiting command's reply, moves its labels,
     records GitLab deployments and files post-mortems."""
 
-    def __init__(self, gitlab: Any, redis: Any, config: AgentConfig) -> None:
+    def __init__(self, gitlab: DeployGitLab | None, redis: Any, config: AgentConfig) -> None:
         self.gitlab, self.redis, self.config = gitlab, redis, config
 
     def _ctx(self, handle: str) -> dict[str, Any] | None:
@@ -85,6 +86,8 @@ class GitLabReporter:
         return out
 
     def _reply(self, ctx: dict[str, Any], text: str) -> None:
+        if self.gitlab is None:  # no GitLab configured: the request came from no thread
+            return
         kind, iid, subject = ctx["reply_to"]
         upsert_comment(self.gitlab, Store(self.redis), ctx["project"], kind, iid, subject,
                        reply_body(ctx.get("line"), ctx.get("requested_by"), text))
@@ -139,10 +142,14 @@ class GitLabReporter:
 
     def _record_deployment(self, ctx: dict[str, Any], result: str) -> None:
         status = GITLAB_DEPLOYMENT_STATUS.get(result)
-        if ctx.get("gitlab_deployment") and status:
+        if ctx.get("gitlab_deployment") and status and self.gitlab is not None:
             self.gitlab.update_deployment(ctx["project"], ctx["gitlab_deployment"], status)
 
     def postmortem(self, deploy: Any, title: str, body: str) -> None:
+        if self.gitlab is None:
+            log.warning("deploy %s was rolled back automatically; with no GitLab configured its "
+                        "post-mortem is not filed", deploy.id)
+            return
         ctx = self._ctx(deploy.handle or deploy.id) or {}
         project = ctx.get("project") or deploy.project
         store = DeployStore(self.redis)
@@ -161,7 +168,8 @@ class GitLabReporter:
 class KubeDeployer:
     """ChatOps' Deployer over the Kubernetes deploy service."""
 
-    def __init__(self, *, redis: Any, schedule: Any, config: AgentConfig, gitlab: Any = None,
+    def __init__(self, *, redis: Any, schedule: Any, config: AgentConfig,
+                 gitlab: DeployGitLab | None = None,
                  dry_run: bool = False, lease_seconds: float = 30.0) -> None:
         # Everything it uses is handed in by the composition root (tasks/wiring): `gitlab` is
         # None where no GitLab is configured (the requests then have no reply thread).

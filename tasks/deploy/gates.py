@@ -15,6 +15,7 @@ from croniter import croniter
 
 from tasks.config.agent import ACCESS_LEVELS, DAYS, DenyWindow, EnvAccess
 from tasks.deploy.model import EnvironmentLocked
+from tasks.deploy.ports import DeployGitLab
 from tasks.deploy.store import DeployStore
 from tasks.gitlab.note_commands import parse_note
 
@@ -32,7 +33,7 @@ class Gate:
         return {"gate": self.name, "passed": self.passed, "detail": self.detail}
 
 
-def access_level(gitlab: Any, redis: Any, project: int, user_id: int) -> int:
+def access_level(gitlab: DeployGitLab, redis: Any, project: int, user_id: int) -> int:
     """The user's inherited access level, cached briefly (membership rarely changes mid-deploy)."""
     key = f"da:access:{project}:{user_id}"
     cached = redis.get(key)
@@ -103,7 +104,7 @@ class Checked:
     status: str
 
 
-def resolve(gitlab: Any, project: int, ref: str) -> Checked | None:
+def resolve(gitlab: DeployGitLab, project: int, ref: str) -> Checked | None:
     """The ref's latest pipeline, read once: its SHA is what is checked and what ships."""
     latest = gitlab.latest_pipeline(project, ref)
     if latest is None or not latest.get("sha"):
@@ -115,7 +116,7 @@ def resolve(gitlab: Any, project: int, ref: str) -> Checked | None:
 _PASSING = {"success", "skipped", "manual"}
 
 
-def pipeline_gate(gitlab: Any, project: int, checked: Checked) -> Gate:
+def pipeline_gate(gitlab: DeployGitLab, project: int, checked: Checked) -> Gate:
     """Every job of the pipeline that built the SHA passed (allowed-to-fail ones aside)."""
     if checked.status != "success":
         return Gate("pipeline", False, f"pipeline #{checked.pipeline} for `{checked.ref}` "
@@ -130,7 +131,7 @@ def pipeline_gate(gitlab: Any, project: int, checked: Checked) -> Gate:
     return Gate("pipeline", True, f"pipeline #{checked.pipeline} ({checked.sha[:8]}): every job passed")
 
 
-def security_gate(gitlab: Any, project: int, checked: Checked, access: EnvAccess) -> Gate:
+def security_gate(gitlab: DeployGitLab, project: int, checked: Checked, access: EnvAccess) -> Gate:
     """The SHA's security scans ran and succeeded."""
     def is_scan(job: dict[str, Any]) -> bool:
         name, stage = str(job.get("name") or ""), str(job.get("stage") or "")
@@ -152,7 +153,7 @@ def security_gate(gitlab: Any, project: int, checked: Checked, access: EnvAccess
     return Gate("security", True, f"{len(scans)} security scan(s) passed for {checked.sha[:8]}")
 
 
-def approval_gate(gitlab: Any, redis: Any, access: EnvAccess, *, project: int, env: str,
+def approval_gate(gitlab: DeployGitLab, redis: Any, access: EnvAccess, *, project: int, env: str,
                   checked: Checked, noteable: Any, username: str | None, prefix: str) -> Gate:
     """On a merge request: approved, from this project, for exactly the SHA that ships. On an
     issue: `approvals` notes `<prefix> approve <env>` by others allowed to deploy here."""
@@ -224,7 +225,7 @@ def monitoring_gate(env_config: Any, env: str) -> Gate:
                                      f"`environments.{env}.health_checks`")
 
 
-def small_changes_gate(gitlab: Any, history: Any, project: int, env: str, checked: Checked,
+def small_changes_gate(gitlab: DeployGitLab, history: Any, project: int, env: str, checked: Checked,
                        limit: int) -> Gate:
     last = history.last_succeeded(project, env)
     if last is None or not last.get("sha"):
@@ -262,7 +263,7 @@ class Decision:
         return "\n".join(f"- {'✅' if g.passed else '❌'} **{g.name}**: {g.detail}" for g in self.gates)
 
 
-def evaluate(gitlab: Any, redis: Any, access: EnvAccess, *, project: int, env: str,
+def evaluate(gitlab: DeployGitLab, redis: Any, access: EnvAccess, *, project: int, env: str,
              ref: str | None, user_id: int, username: str | None, force_reason: str | None,
              action: str = "deploy", noteable: Any = None, history: Any = None,
              env_config: Any = None, prefix: str = "/devops", now: dt.datetime | None = None,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
 
 from tasks.gitlab.client import NotFound
+from tasks.gitlab.ports import CommentsPort
 from tasks.platform.store import Store
 
 log = logging.getLogger("devops_agent.comments")
@@ -21,7 +21,7 @@ def marker(subject: str) -> str:
     return f"<!-- devops-agent:{subject} -->"
 
 
-def upsert_comment(gitlab: Any, store: Store, project: int | str, kind: str, iid: int,
+def upsert_comment(gitlab: CommentsPort, store: Store, project: int | str, kind: str, iid: int,
                    subject: str, body: str) -> str:
     """Create or edit the comment for `subject`; returns created, updated or unchanged."""
 
@@ -47,7 +47,7 @@ def upsert_comment(gitlab: Any, store: Store, project: int | str, kind: str, iid
         return "created"
 
 
-def _find_note(gitlab: Any, project: int | str, kind: str, iid: int, tag: str) -> int | None:
+def _find_note(gitlab: CommentsPort, project: int | str, kind: str, iid: int, tag: str) -> int | None:
     """The note carrying `tag`, for when our record of it was lost (Redis flushed)."""
     for note in gitlab.list_notes(project, kind, iid):
         if tag in (note.get("body") or "") and not note.get("system"):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasks.gitlab.client import NotFound
+from tasks.gitlab.ports import FactsPort
 
 log = logging.getLogger("devops_agent.facts")
 
@@ -72,7 +73,7 @@ def bound(glob: str | None, project: ProjectFacts) -> bool:
     return fnmatch.fnmatchcase(project.path, glob)
 
 
-def project_facts(gitlab: Any, project_id: int) -> ProjectFacts:
+def project_facts(gitlab: FactsPort, project_id: int) -> ProjectFacts:
     raw = gitlab.get_project(project_id)
     return ProjectFacts(id=int(raw["id"]), path=str(raw.get("path_with_namespace") or ""),
                         default_branch=raw.get("default_branch"))
@@ -102,7 +103,7 @@ def check_project(ctx: Any, project_id: int) -> str | None:
     return None
 
 
-def note_facts(gitlab: Any, project: int, kind: str, iid: int, note_id: int) -> NoteFacts:
+def note_facts(gitlab: FactsPort, project: int, kind: str, iid: int, note_id: int) -> NoteFacts:
     raw = gitlab.get_note(project, kind, iid, note_id)
     author = raw.get("author") or {}
     return NoteFacts(id=int(raw["id"]), body=str(raw.get("body") or ""),
@@ -112,7 +113,7 @@ def note_facts(gitlab: Any, project: int, kind: str, iid: int, note_id: int) -> 
                                  and raw["updated_at"] != raw["created_at"]))
 
 
-def noteable_facts(gitlab: Any, project: int, kind: str, iid: int) -> NoteableFacts:
+def noteable_facts(gitlab: FactsPort, project: int, kind: str, iid: int) -> NoteableFacts:
     raw = gitlab.get_issue(project, iid) if kind == "issue" else gitlab.get_mr(project, iid)
     return NoteableFacts(kind=kind, iid=iid, state=str(raw.get("state") or ""),
                          labels=tuple(raw.get("labels") or ()),
@@ -121,7 +122,7 @@ def noteable_facts(gitlab: Any, project: int, kind: str, iid: int) -> NoteableFa
                          target_project_id=raw.get("target_project_id"), sha=raw.get("sha"))
 
 
-def label_added_by(gitlab: Any, project: int, kind: str, iid: int,
+def label_added_by(gitlab: FactsPort, project: int, kind: str, iid: int,
                    label: str) -> tuple[dict[str, Any], int, bool] | None:
     """(user, event id, removed since) of the latest event adding `label`; `removed` says a
     later event took it off again."""
