@@ -1,11 +1,18 @@
 """Secrets never leave the process: Sentry events and log lines are scrubbed."""
 
+import base64
 import logging
+import time
 
 import orjson
+import pytest
+import sentry_sdk
 
+from tasks.config.settings import load_settings, signing_key_forms
+from tasks.intake.signing import signature_header
 from tasks.platform.logs import JsonFormatter, log_context
 from tasks.platform.sentry import scrubber
+from tests.support.sentry_transport import Recording
 
 SECRET = "super-secret-token-123"
 
@@ -49,15 +56,8 @@ def test_log_lines_mask_secrets_with_json_special_characters():
 
 # -- real errors with signing on, through sentry_sdk, with a transport that records events -------
 
-import base64  # noqa: E402
-import time  # noqa: E402
 
-import pytest  # noqa: E402
-import sentry_sdk  # noqa: E402
-from sentry_sdk.transport import Transport  # noqa: E402
 
-from tasks.config.settings import load_settings, signing_key_forms  # noqa: E402
-from tasks.intake.signing import signature_header  # noqa: E402
 
 # Not all printable, not all random: the repr has both escapes and plain characters.
 KEY = bytes(range(200, 216)) + b"Kk-printable-pt"
@@ -65,17 +65,6 @@ SIGNING = "whsec_" + base64.b64encode(KEY).decode()
 TOKEN = "observability-test-token"
 DSN = "https://public@sentry.invalid/1"
 
-
-class Recording(Transport):
-    def __init__(self, options=None):
-        super().__init__(options)
-        self.events: list[dict] = []
-
-    def capture_envelope(self, envelope):
-        for item in envelope.items:
-            event = item.get_event() or item.get_transaction_event()
-            if event is not None:
-                self.events.append(event)
 
 
 def key_forms() -> list[str]:

@@ -52,14 +52,7 @@ def scrubber(secrets: list[str]):
                     headers[name] = "[redacted]"
         req.pop("data", None)  # webhook bodies can be 25 MB and hold private data
         _drop_frame_vars(event)
-        if not ordered:
-            return event
-        text = orjson.dumps(event, default=str).decode()
-        if not any(s in text for s in ordered):
-            return event
-        for s in ordered:
-            text = text.replace(s, "[redacted]")
-        return orjson.loads(text)
+        return _masked(event, ordered)
 
     return before_send
 
@@ -103,13 +96,19 @@ def _breadcrumb_scrubber(secrets: list[str]):
     ordered = json_forms(secrets)
 
     def before_breadcrumb(crumb: dict[str, Any], hint: Any) -> dict[str, Any] | None:
-        if not ordered:
-            return crumb
-        text = orjson.dumps(crumb, default=str).decode()
-        if not any(s in text for s in ordered):
-            return crumb
-        for s in ordered:
-            text = text.replace(s, "[redacted]")
-        return orjson.loads(text)
+        return _masked(crumb, ordered)
 
     return before_breadcrumb
+
+
+def _masked(data: dict[str, Any], ordered: list[str]) -> dict[str, Any]:
+    """`data` with every secret form in `ordered` (longest first) replaced, wherever it sits:
+    through its JSON text, so nested and non-string values are covered alike."""
+    if not ordered:
+        return data
+    text = orjson.dumps(data, default=str).decode()
+    if not any(s in text for s in ordered):
+        return data
+    for s in ordered:
+        text = text.replace(s, "[redacted]")
+    return orjson.loads(text)

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-import yaml
 
 from tasks.gitlab.client import GitLabAdapter
 from tasks.intake.inbox import record_key
 from tests.support.hooks import note_hook
-from tests.support.procs import Stack, base_env, deploys_settled, post_delivery, wait_until
+from tests.support.procs import configured_stack, deploys_settled, post_delivery, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = ROOT / "fixtures" / "payloads"
@@ -37,13 +36,8 @@ def stack(redis_server, fake_gitlab_process, kube, health, tmp_path_factory):
             "auto_deploy": {"trigger": "default_branch"},
         }},
     }
-    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
-    env = base_env(redis_server.client_url(), GITLAB_URL=fake_gitlab_process.url,
-                   GITLAB_TOKEN=fake_gitlab_process.token, GITLAB_PROJECTS="15",
-                   DEVOPS_AGENT_CONFIG=str(tmp / "config.yaml"), REDELIVER_AFTER_SECONDS="0.6")
-    stack = Stack(env, tmp)
-    yield {"url": stack.url}
-    stack.close()
+    with configured_stack(config, tmp, redis_server.client_url(), fake_gitlab_process) as stack:
+        yield {"url": stack.url}
 
 
 @pytest.fixture

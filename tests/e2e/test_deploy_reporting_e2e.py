@@ -12,13 +12,12 @@ import uuid
 
 import orjson
 import pytest
-import yaml
 
 from tasks.deploy.model import DeployRecord
 from tasks.gitlab.client import GitLabAdapter
 from tasks.intake.inbox import record_key
 from tests.support.hooks import label_hook, note_hook
-from tests.support.procs import Stack, base_env, deploys_settled, post_delivery, wait_until
+from tests.support.procs import configured_stack, deploys_settled, post_delivery, wait_until
 
 PROJECT = 15
 ALICE, BOB, RITA = 7, 8, 9  # Developer, Maintainer, Reporter
@@ -54,13 +53,8 @@ def stack(redis_server, fake_gitlab_process, kube, health, tmp_path_factory):
                                 "failures": 2, "timeout": 1}]),
         },
     }
-    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
-    env = base_env(redis_server.client_url(), GITLAB_URL=fake_gitlab_process.url,
-                   GITLAB_TOKEN=fake_gitlab_process.token, GITLAB_PROJECTS="15",
-                   DEVOPS_AGENT_CONFIG=str(tmp / "config.yaml"), REDELIVER_AFTER_SECONDS="0.6")
-    stack = Stack(env, tmp)
-    yield {"url": stack.url}
-    stack.close()
+    with configured_stack(config, tmp, redis_server.client_url(), fake_gitlab_process) as stack:
+        yield {"url": stack.url}
 
 
 @pytest.fixture

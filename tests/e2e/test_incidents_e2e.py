@@ -10,7 +10,6 @@ import uuid
 import orjson
 import pytest
 import requests
-import yaml
 
 from tasks.deploy import keys
 from tasks.deploy.model import DeployRecord
@@ -18,7 +17,7 @@ from tasks.gitlab.client import GitLabAdapter
 from tasks.intake.inbox import LOG, record_key
 from tests.incidents.support import alert, notification
 from tests.support.hooks import note_hook
-from tests.support.procs import Stack, base_env, deploys_settled, post_delivery, wait_until
+from tests.support.procs import configured_stack, deploys_settled, post_delivery, wait_until
 
 PROJECT, OPS = 15, 30
 ALICE = 7
@@ -45,14 +44,9 @@ def stack(redis_server, fake_gitlab_process, kube, health, tmp_path_factory):
                        "selector": ['alertname=~"High.*"'], "min_severity": "critical"},
         }},
     }
-    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
-    env = base_env(redis_server.client_url(), GITLAB_URL=fake_gitlab_process.url,
-                   GITLAB_TOKEN=fake_gitlab_process.token, GITLAB_PROJECTS="15",
-                   DEVOPS_AGENT_CONFIG=str(tmp / "config.yaml"), REDELIVER_AFTER_SECONDS="0.6",
-                   ALERTMANAGER_TOKEN=TOKEN)
-    stack = Stack(env, tmp)
-    yield {"url": stack.url}
-    stack.close()
+    with configured_stack(config, tmp, redis_server.client_url(), fake_gitlab_process,
+                          ALERTMANAGER_TOKEN=TOKEN) as stack:
+        yield {"url": stack.url}
 
 
 @pytest.fixture

@@ -12,13 +12,12 @@ import uuid
 
 import orjson
 import pytest
-import yaml
 
 from tasks.gitlab.client import GitLabAdapter
 from tasks.intake.inbox import record_key
 from tests.support.fake_kube import FakeKube
 from tests.support.hooks import note_hook
-from tests.support.procs import Stack, base_env, post_delivery, wait_until
+from tests.support.procs import configured_stack, post_delivery, wait_until
 
 PROJECT = 15
 ALICE, BOB = 7, 8  # Developer, Maintainer
@@ -90,13 +89,9 @@ def stack(redis_server, fake_gitlab_process, kube, tmp_path_factory):
             "timings": {"poll_interval": 0.05, "rollout_timeout": 20.0, "api_error_retries": 3},
             "manifests": {"path": DIR, "plan_ttl": 600}}},
     }
-    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
-    env = base_env(redis_server.client_url(), GITLAB_URL=fake_gitlab_process.url,
-                   GITLAB_TOKEN=fake_gitlab_process.token, GITLAB_PROJECTS=str(PROJECT),
-                   DEVOPS_AGENT_CONFIG=str(tmp / "config.yaml"), REDELIVER_AFTER_SECONDS="0.6")
-    stack = Stack(env, tmp)
-    yield {"url": stack.url}
-    stack.close()
+    with configured_stack(config, tmp, redis_server.client_url(), fake_gitlab_process,
+                          projects=str(PROJECT)) as stack:
+        yield {"url": stack.url}
 
 
 @pytest.fixture

@@ -29,12 +29,12 @@ import pytest
 import redis as redis_lib
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from sentry_sdk.transport import Transport
 
 from tasks.config.settings import load_settings, signing_key_forms
 from tasks.intake.signing import signature_header
 from tests.receiver.raw import exchange
 from tests.support.procs import base_env, start_web
+from tests.support.sentry_transport import Recording
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0") or 0)
 RANDOM = EXAMPLES > 0
@@ -191,20 +191,6 @@ def deliveries(draw) -> tuple[bytes, dict[str, str]]:
 
 
 # -- the test client ----------------------------------------------------------------------------
-
-class Recording(Transport):
-    """A sentry_sdk transport that keeps events."""
-
-    def __init__(self, options=None):
-        super().__init__(options)
-        self.events: list[dict] = []
-
-    def capture_envelope(self, envelope):
-        for item in envelope.items:
-            e = item.get_event() or item.get_transaction_event()
-            if e is not None:
-                self.events.append(e)
-
 
 @pytest.fixture(scope="module")
 def receiver(redis_server, tmp_path_factory):

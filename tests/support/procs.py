@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
 from tasks.platform.redis_server import free_port
 
@@ -146,6 +148,21 @@ class Stack:
         self.web.stop()
         errors = [l for l in self.worker.log().splitlines() if '"level":"error"' in l]
         assert errors == [], errors[:3]
+
+
+@contextlib.contextmanager
+def configured_stack(config: dict[str, Any], tmp: Path, redis_url: str, gitlab: Any,
+                     projects: str = "15", **env: str) -> Iterator[Stack]:
+    """The service (gunicorn + a worker) on the YAML `config`, against the fake GitLab process
+    `gitlab`, with a short redelivery so lost sends come back within the test's patience."""
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    stack = Stack(base_env(redis_url, GITLAB_URL=gitlab.url, GITLAB_TOKEN=gitlab.token,
+                           GITLAB_PROJECTS=projects, DEVOPS_AGENT_CONFIG=str(tmp / "config.yaml"),
+                           REDELIVER_AFTER_SECONDS="0.6", **env), tmp)
+    try:
+        yield stack
+    finally:
+        stack.close()
 
 
 def deploys_settled(redis_client: Any, timeout: float = 60.0) -> None:
